@@ -1,0 +1,18 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+def _data_dir() -> Path:
+    d = os.environ.get("UF_DATA_DIR") or str(REPO.parent / "shared" / "data")
+    return Path(d)
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    d = _data_dir()
+    if not (d / "tinystories" / "stories.jsonl").is_file():
+        pytest.fail(f"UF_DATA_DIR={d} does not hold tinystories/stories.jsonl; point it at the shared data folder")
+    os.environ["UF_DATA_DIR"] = str(d)
+    return d

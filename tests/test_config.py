@@ -1,0 +1,89 @@
+import json
+
+import pytest
+
+from universal_features.config import (PROFILES, Config, ConfigError, config_hash, from_dict, get_config,
+                                       load_config, save_config, to_dict, valid_keys)
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_profiles_round_trip(name, tmp_path):
+    cfg = get_config(name)
+    assert cfg.profile == name
+    assert from_dict(to_dict(cfg)) == cfg
+    save_config(cfg, tmp_path / "config.json")
+    assert load_config(tmp_path / "config.json") == cfg
+    assert not list(tmp_path.glob(".*tmp")), "atomic write left a temp file"
+
+
+def test_every_stage_has_a_section():
+    for section in ("data", "tokenizer", "model", "train", "finetune", "merge", "sae", "matching", "report"):
+        assert section in to_dict(Config())
+
+
+def test_overrides_are_typed():
+    cfg = get_config("cpu", ["sae.l1_coefficient=3e-4", "train.betas=0.9,0.95", "model.d_model=64",
+                             "report.publish=false", "merge.t=none", "data.lua.sources=[\"deb:lua-json=1.3.4-2\"]",
+                             "sae.l1_coefficient_by_model={\"lua\": 0.1}", "train.max_steps=1e3"])
+    assert cfg.sae.l1_coefficient == 3e-4 and isinstance(cfg.sae.l1_coefficient, float)
+    assert cfg.train.betas == (0.9, 0.95)
+    assert cfg.model.d_model == 64 and isinstance(cfg.model.d_model, int)
+    assert cfg.report.publish is False and cfg.merge.t is None
+    assert cfg.data.lua.sources == ["deb:lua-json=1.3.4-2"]
+    assert cfg.sae.l1_coefficient_by_model == {"lua": 0.1}
+    assert cfg.train.max_steps == 1000
+    assert get_config("cpu").sae.l1_coefficient != 3e-4, "overrides must not leak into the profile"
+
+
+def test_dict_overrides_as_papermill_passes_them():
+    assert get_config("smoke", {"model.d_model": 48}).model.d_model == 48
+
+
+def test_unknown_profile_lists_valid_ones():
+    with pytest.raises(ConfigError, match="valid profiles: smoke, cpu, gpu, paper"):
+        get_config("laptop")
+
+
+@pytest.mark.parametrize("bad", ["sae.l1=1", "nosection.x=1", "data.python.nope=2", "sae=3"])
+def test_unknown_key_lists_valid_ones(bad):
+    with pytest.raises(ConfigError, match="valid keys: .*sae.l1_coefficient"):
+        get_config("cpu", [bad])
+
+
+@pytest.mark.parametrize("bad", ["train.max_steps=many", "report.publish=maybe", "model.d_model"])
+def test_bad_values_are_one_clear_error(bad):
+    with pytest.raises(ConfigError):
+        get_config("cpu", [bad])
+
+
+def test_hash_is_per_section_and_ignores_locations():
+    base = get_config("cpu")
+    changed = get_config("cpu", ["sae.l1_coefficient=1.0"])
+    assert config_hash(base, ["data", "tokenizer"]) == config_hash(changed, ["data", "tokenizer"])
+    assert config_hash(base, ["sae"]) != config_hash(changed, ["sae"])
+    assert config_hash(base, ["sae.block_size"]) == config_hash(changed, ["sae.block_size"])
+    moved = get_config("cpu", ["data.data_dir=/somewhere/else", "data.cache_dir=/tmp/x"])
+    assert config_hash(moved) == config_hash(base)
+
+
+def test_valid_keys_cover_nested_domains():
+    keys = valid_keys(get_config("cpu"))
+    assert "data.lua.max_train_mb" in keys and "data.filters.max_line_chars" in keys
+
+
+def test_paper_profile_has_the_papers_numbers():
+    p = get_config("paper")
+    assert (p.model.d_model, p.model.n_heads, p.model.n_kv_heads, p.model.d_mlp) == (512, 16, 8, 1024)
+    assert (p.model.rope_theta, p.model.rms_norm_eps, p.model.tie_embeddings, p.model.context_length) == (1e4, 1e-6, False, 256)
+    assert (p.train.lr, p.train.weight_decay, p.train.warmup_steps, p.train.epochs, p.train.batch_size) == (6e-4, 0.1, 0, 3.0, 64)
+    assert (p.finetune.lr, p.finetune.weight_decay, p.finetune.warmup_steps, p.finetune.epochs) == (2e-5, 0.01, 500, 1.0)
+    assert p.tokenizer.pretrained == "mistralai/Mistral-7B-v0.1" and p.tokenizer.vocab_size == 32000
+    assert p.sae.expansion_factor * p.model.d_mlp == 16384 and p.sae.block_size == 24
+    assert p.sae.batch_size_tokens == 128 * 24 and p.sae.betas == (0.9, 0.9999) and p.sae.seed == 1337
+    assert p.data.hub == "require" and p.data.tinystories.hub_id == "roneneldan/TinyStories"
+
+
+def test_gpu_profile_has_the_papers_architecture():
+    g = get_config("gpu")
+    assert (g.model.d_model, g.model.n_heads, g.model.n_kv_heads, g.model.d_mlp, g.model.context_length) == (512, 16, 8, 1024, 256)
+    assert g.train.batch_size == 64 and g.sae.expansion_factor * g.model.d_mlp == 16384 and g.sae.block_size == 24

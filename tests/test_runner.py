@@ -1,0 +1,109 @@
+"The runner end to end on the smoke profile: stages, manifest, caching, errors."
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from universal_features.config import get_config
+from universal_features.reproduce import discover_stages, stage_keys
+
+
+def reproduce(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "universal_features.reproduce", "--no-progress", *args],
+                          capture_output=True, text=True, timeout=900, env=env or os.environ.copy())
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, data_dir):
+    run_dir = tmp_path_factory.mktemp("smoke")
+    r = reproduce("--profile", "smoke", "--run-dir", str(run_dir))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return run_dir
+
+
+def test_run_directory_layout(smoke):
+    for p in ("config.json", "results.json", "data/manifest.json", "tables/data_manifest.md",
+              "tokenizer/tokenizer.json", "tokenizer/mixtures.json", "notebooks/01_data.ipynb", "logs/data.log"):
+        assert (smoke / p).exists(), p
+    assert json.loads((smoke / "config.json").read_text())["profile"] == "smoke"
+
+
+def test_manifest_has_four_domains_with_provenance(smoke):
+    m = json.loads((smoke / "data" / "manifest.json").read_text())
+    assert set(m["domains"]) == {"english", "python", "lua", "tinystories"}
+    assert m["domains"]["tinystories"]["role"] == "subset of paper corpus"
+    for d in ("english", "python", "lua"): assert m["domains"][d]["role"] == "stand-in"
+    for row in m["rows"]:
+        assert len(row["sha256"]) == 64 and row["license"] and row["documents"] > 0 and row["bytes"] > 0
+        if row["domain"] in ("python", "lua"): assert row["version"], row
+    lua = [r for r in m["rows"] if r["domain"] == "lua"]
+    assert all(r["source"].startswith("deb:") for r in lua)
+    assert {r["split"] for r in lua} == {"train", "validation"}
+    assert not {r["source"] for r in lua if r["split"] == "train"} & {r["source"] for r in lua if r["split"] == "validation"}, \
+        "Lua validation is whole packages"
+
+
+def test_tokens_counted_for_every_domain_and_split(smoke):
+    res = json.loads((smoke / "results.json").read_text())
+    for d in ("english", "python", "lua", "tinystories"):
+        assert res["tokenizer"]["tokens"][d]["train"] > 1000 and res["tokenizer"]["tokens"][d]["validation"] > 100
+    table = (smoke / "tables" / "data_manifest.md").read_text()
+    assert "stand-in" in table and "subset of paper corpus" in table
+    assert all(row.split("|")[9].strip() for row in table.splitlines()[2:]), "every manifest row has a token count"
+
+
+def test_rerun_skips_current_stages(smoke):
+    r = reproduce("--profile", "smoke", "--run-dir", str(smoke))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("unchanged, skipped") == len(discover_stages())
+
+
+def test_changing_a_value_reruns_only_affected_stages(smoke, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(smoke, run_dir)
+    r = reproduce("--profile", "smoke", "--run-dir", str(run_dir), "--set", "tokenizer.vocab_size=600")
+    assert r.returncode == 0, r.stderr
+    assert "data: unchanged, skipped" in r.stdout and "tokenizer: running" in r.stdout
+    assert json.loads((run_dir / "results.json").read_text())["tokenizer"]["vocab_size"] == 600
+    assert json.loads((run_dir / "config.json").read_text())["tokenizer"]["vocab_size"] == 600
+
+
+def test_stage_keys_propagate_downstream():
+    stages = discover_stages()
+    a = stage_keys(stages, get_config("smoke"))
+    b = stage_keys(stages, get_config("smoke", ["data.seed=7"]))
+    c = stage_keys(stages, get_config("smoke", ["sae.l1_coefficient=9"]))
+    assert a["data"] != b["data"] and a["tokenizer"] != b["tokenizer"]
+    assert a["data"] == c["data"] and a["tokenizer"] == c["tokenizer"]
+
+
+def test_same_seed_same_results(smoke, tmp_path, data_dir):
+    r = reproduce("--profile", "smoke", "--run-dir", str(tmp_path / "again"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "again" / "results.json").read_text() == (smoke / "results.json").read_text()
+    assert (tmp_path / "again" / "tokenizer" / "tokenizer.json").read_bytes() == (smoke / "tokenizer" / "tokenizer.json").read_bytes()
+
+
+def test_failed_stage_is_one_clear_error_and_not_marked_done(tmp_path, data_dir):
+    run_dir = tmp_path / "bad"
+    r = reproduce("--profile", "smoke", "--run-dir", str(run_dir), "--set", 'data.lua.sources=["deb:no-such-package-xyz=1.0"]')
+    assert r.returncode == 1
+    assert "stage data failed" in r.stderr and "apt-get" in r.stderr and "Traceback" not in r.stderr
+    assert not (run_dir / ".stages" / "data.json").exists()
+
+
+def test_missing_data_dir(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "UF_DATA_DIR"}
+    r = reproduce("--profile", "smoke", "--run-dir", str(tmp_path / "nodata"), env=env)
+    assert r.returncode == 1 and "UF_DATA_DIR" in r.stderr
+
+
+@pytest.mark.parametrize("args,msg", [(["--profile", "laptop"], "valid profiles"),
+                                      (["--profile", "smoke", "--only", "nope"], "stages: data"),
+                                      (["--profile", "smoke", "--set", "sae.l1=2"], "valid keys")])
+def test_bad_arguments(args, msg, tmp_path):
+    r = reproduce(*args, "--run-dir", str(tmp_path / "x"))
+    assert r.returncode == 1 and msg in r.stderr
