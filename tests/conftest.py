@@ -16,3 +16,14 @@ def data_dir() -> Path:
         pytest.fail(f"UF_DATA_DIR={d} does not hold tinystories/stories.jsonl; point it at the shared data folder")
     os.environ["UF_DATA_DIR"] = str(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, data_dir) -> Path:
+    "The whole smoke pipeline, run once per test session through the command-line runner."
+    import subprocess, sys
+    run_dir = tmp_path_factory.mktemp("smoke")
+    r = subprocess.run([sys.executable, "-m", "universal_features.reproduce", "--no-progress", "--profile", "smoke",
+                        "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return run_dir

@@ -16,17 +16,16 @@ def reproduce(*args, env=None):
                           capture_output=True, text=True, timeout=900, env=env or os.environ.copy())
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory, data_dir):
-    run_dir = tmp_path_factory.mktemp("smoke")
-    r = reproduce("--profile", "smoke", "--run-dir", str(run_dir))
-    assert r.returncode == 0, r.stdout + r.stderr
-    return run_dir
+@pytest.fixture
+def smoke(smoke_run):
+    return smoke_run
 
 
 def test_run_directory_layout(smoke):
     for p in ("config.json", "results.json", "data/manifest.json", "tables/data_manifest.md",
-              "tokenizer/tokenizer.json", "tokenizer/mixtures.json", "notebooks/01_data.ipynb", "logs/data.log"):
+              "tokenizer/tokenizer.json", "tokenizer/mixtures.json", "notebooks/01_data.ipynb", "logs/data.log",
+              "models/base/model.safetensors", "models/lua/config.json", "models/tinystories/metrics.jsonl",
+              "tables/lm_eval.md", "tables/lm_eval.tex", "figures/lm_training.png", "figures/lm_training.pdf"):
         assert (smoke / p).exists(), p
     assert json.loads((smoke / "config.json").read_text())["profile"] == "smoke"
 
@@ -107,3 +106,11 @@ def test_missing_data_dir(tmp_path):
 def test_bad_arguments(args, msg, tmp_path):
     r = reproduce(*args, "--run-dir", str(tmp_path / "x"))
     assert r.returncode == 1 and msg in r.stderr
+
+
+def test_lm_evaluation_covers_every_model_and_domain(smoke):
+    rows = json.loads((smoke / "results.json").read_text())["train"]["eval"]
+    assert {(r["model"], r["domain"]) for r in rows} == {(m, d) for m in ("bigram", "base", "lua", "tinystories")
+                                                         for d in ("english", "python", "lua", "tinystories")}
+    assert all(0 <= r["accuracy"] <= 1 and r["loss"] > 0 and r["tokens"] > 0 for r in rows)
+    assert "3.10 / 0.419" in (smoke / "tables" / "lm_eval.md").read_text()
