@@ -25,7 +25,9 @@ def test_run_directory_layout(smoke):
     for p in ("config.json", "results.json", "data/manifest.json", "tables/data_manifest.md",
               "tokenizer/tokenizer.json", "tokenizer/mixtures.json", "notebooks/01_data.ipynb", "logs/data.log",
               "models/base/model.safetensors", "models/lua/config.json", "models/tinystories/metrics.jsonl",
-              "tables/lm_eval.md", "tables/lm_eval.tex", "figures/lm_training.png", "figures/lm_training.pdf"):
+              "tables/lm_eval.md", "tables/lm_eval.tex", "figures/lm_training.png", "figures/lm_training.pdf",
+              "models/luastories/model.safetensors", "tables/merge_audit.md", "tables/fig5_slerp_sweep.csv",
+              "figures/fig5_slerp_sweep.png", "figures/fig5_slerp_sweep.pdf", "tables/lm_eval_with_merge.md"):
         assert (smoke / p).exists(), p
     assert json.loads((smoke / "config.json").read_text())["profile"] == "smoke"
 
@@ -114,3 +116,13 @@ def test_lm_evaluation_covers_every_model_and_domain(smoke):
                                                          for d in ("english", "python", "lua", "tinystories")}
     assert all(0 <= r["accuracy"] <= 1 and r["loss"] > 0 and r["tokens"] > 0 for r in rows)
     assert "3.10 / 0.419" in (smoke / "tables" / "lm_eval.md").read_text()
+
+
+def test_merge_sweep_and_luastories(smoke):
+    res = json.loads((smoke / "results.json").read_text())["merge"]
+    ts = [r["t"] for r in res["sweep"] if r["method"] == "slerp"]
+    assert ts[0] == 0.0 and ts[-1] == 1.0 and len(ts) == 21
+    assert res["tensors"] == 12 and 0 <= res["tensors_lerp_fallback"] <= 12
+    assert {r["domain"] for r in res["luastories_eval"]} == {"english", "python", "lua", "tinystories"}
+    cfg = json.loads((smoke / "models" / "luastories" / "config.json").read_text())
+    assert cfg["universal_features_merge"]["t_orientation"] == "0 = tinystories, 1 = lua"
