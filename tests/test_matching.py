@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+from universal_features.matching import (CorrelationAccumulator, bootstrap_best, decoder_cosine, hungarian_match,
+                                         max_match, pearson_matrix, transition_counts)
+from universal_features.sae import SparseAutoencoder
+
+
+def test_engine_matches_numpy_corrcoef():
+    rng = np.random.default_rng(0)
+    a = np.maximum(rng.normal(size=(5000, 40)), 0).astype(np.float32)
+    b = np.maximum(rng.normal(size=(5000, 30)), 0).astype(np.float32)
+    b[:, :10] = a[:, :10] * 3 + rng.normal(size=(5000, 10)).astype(np.float32) * 0.2
+    r = pearson_matrix(torch.from_numpy(a), torch.from_numpy(b), chunk=777).numpy()
+    ref = np.corrcoef(a.T, b.T)[:40, 40:]
+    assert np.allclose(r, ref, atol=1e-6)
+
+
+def test_constant_and_dead_features_give_zero_not_nan():
+    a = torch.rand(1000, 4); b = torch.rand(1000, 3)
+    a[:, 1] = 0.0          # never fires
+    b[:, 2] = 0.7          # constant
+    r = pearson_matrix(a, b, chunk=128)
+    assert torch.isfinite(r).all() and (r[1] == 0).all() and (r[:, 2] == 0).all()
+
+
+def test_chunking_does_not_change_the_result():
+    a, b = torch.randn(999, 8), torch.randn(999, 6)
+    assert torch.allclose(pearson_matrix(a, b, chunk=10), pearson_matrix(a, b, chunk=999), atol=1e-6)
+
+
+def test_chunks_must_be_the_same_tokens():
+    acc = CorrelationAccumulator(3, 3)
+    with pytest.raises(ValueError, match="same tokens"):
+        acc.update(torch.zeros(5, 3), torch.zeros(6, 3))
+
+
+def test_max_and_hungarian_matching():
+    s = torch.tensor([[0.9, 0.85, 0.1], [0.95, 0.2, 0.3]])
+    m = max_match(s)
+    assert m.parent_best.tolist() == [0, 0] and m.child_best.tolist() == [1, 0, 1]
+    h = hungarian_match(s)
+    assert h.parent_best.tolist() == [1, 0]   # one-to-one: parent 0 takes its second choice
+    assert h.child_best.tolist() == [1, 0, -1]
+
+
+def test_transition_counts():
+    s = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.3, 0.1], [0.0, 0.85, 0.0]])
+    c = transition_counts(max_match(s), np.array([True, True, False]), np.array([True, True, True]), 0.8)
+    assert (c["persist"], c["disappear"], c["emerge"]) == (1, 1, 1)
+    assert c["persist_share_alive"] == 0.5 and c["persist_share_all"] == pytest.approx(1 / 3)
+
+
+def test_decoder_cosine_of_identical_saes_is_identity_on_the_diagonal():
+    sae = SparseAutoencoder(8, 16)
+    sae.initialise(torch.randn(50, 8), torch.Generator().manual_seed(0))
+    cos = decoder_cosine(sae, sae)
+    assert torch.allclose(cos.diagonal(), torch.ones(16), atol=1e-6)
+
+
+def test_bootstrap_reproduces_full_sample_correlation_on_average():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2000, 3, generator=g), torch.rand(2000, 4, generator=g)
+    b[:, 1] = a[:, 0] + 0.1 * b[:, 1]
+    cand = torch.tensor([[1, 0], [2, 3], [0, 1]])
+    groups = torch.arange(2000) * 20 // 2000
+    st = {k: torch.zeros(20, 3, 2, dtype=torch.float64) for k in ("a", "b", "aa", "bb", "ab")}
+    st["n"] = torch.zeros(20, dtype=torch.float64)
+    for gi in range(20):
+        r = groups == gi
+        x, y = a[r].double(), b[r].double()[:, cand]
+        st["a"][gi] = x.sum(0)[:, None].expand(3, 2); st["aa"][gi] = x.pow(2).sum(0)[:, None].expand(3, 2)
+        st["b"][gi] = y.sum(0); st["bb"][gi] = y.pow(2).sum(0); st["ab"][gi] = torch.einsum("tp,tpm->pm", x, y)
+        st["n"][gi] = r.sum()
+    boot = bootstrap_best(st, 200, seed=0)
+    full = pearson_matrix(a, b).gather(1, cand).max(1).values
+    assert boot.shape == (200, 3)
+    assert torch.allclose(boot.mean(0), full.float(), atol=0.02)
+    assert boot[:, 0].min() > 0.9   # the planted match is stable under resampling
