@@ -22,6 +22,8 @@ def data_dir() -> Path:
 def smoke_run(tmp_path_factory, data_dir) -> Path:
     "The whole smoke pipeline, run once per test session through the command-line runner."
     import subprocess, sys
+    if os.environ.get("UF_TEST_SMOKE_RUN"):   # reuse a finished smoke run directory while iterating on tests
+        return Path(os.environ["UF_TEST_SMOKE_RUN"])
     run_dir = tmp_path_factory.mktemp("smoke")
     r = subprocess.run([sys.executable, "-m", "universal_features.reproduce", "--no-progress", "--profile", "smoke",
                         "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=900)

@@ -18,10 +18,10 @@ from typing import Any
 
 # %% auto #0
 __all__ = ['PROFILES', 'DEFAULT_PROFILE', 'LOCATION_KEYS', 'DomainConfig', 'FilterConfig', 'DataConfig', 'TokenizerConfig',
-           'ModelConfig', 'TrainConfig', 'MergeConfig', 'SAEConfig', 'MatchingConfig', 'ReportConfig', 'Config',
-           'smoke_profile', 'cpu_profile', 'gpu_profile', 'paper_profile', 'ConfigError', 'valid_keys',
-           'apply_overrides', 'get_config', 'to_dict', 'from_dict', 'atomic_write_text', 'save_config', 'load_config',
-           'select', 'config_hash']
+           'ModelConfig', 'TrainConfig', 'MergeConfig', 'SAEConfig', 'MatchingConfig', 'CaseStudyConfig',
+           'AutointerpConfig', 'ReportConfig', 'Config', 'smoke_profile', 'cpu_profile', 'gpu_profile', 'paper_profile',
+           'ConfigError', 'valid_keys', 'apply_overrides', 'get_config', 'to_dict', 'from_dict', 'atomic_write_text',
+           'save_config', 'load_config', 'select', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #3f1106a0
 @dataclass
@@ -150,6 +150,33 @@ class MatchingConfig:
     seed: int = 0
 
 @dataclass
+class CaseStudyConfig:
+    "Case-study features, dashboards and the explorer (paper_notes §9–§10, ecosystem_notes §4)."
+    max_code_docs: int = 400         # validation documents lexed per language (Python, Lua)
+    max_code_tokens: int = 120_000   # model tokens of lexed code per language
+    min_support: int = 20            # fewest labelled tokens for a selectivity score
+    top_contexts: int = 10           # top-activating contexts per dashboard
+    n_nearest: int = 5               # nearest features listed per method
+    n_candidates: int = 5            # best candidates reported per case study
+    snippet_lines: int = 7           # lines per code snippet in Figures 3 and 4
+    snippet_max_chars: int = 72      # longest line allowed in a snippet
+    explorer_features: int = 3       # features per category on the explorer's static page
+
+@dataclass
+class AutointerpConfig:
+    "Explain, simulate, score (paper_notes §8)."
+    backend: str = "auto"            # "auto" (API when OPENAI_API_KEY is set), "openai" or "offline" (proxy)
+    model: str = "gpt-4-turbo"       # chat model for the API backend ($UF_AUTOINTERP_MODEL wins)
+    n_features: int = 100            # sampled alive Lua features
+    n_persisting: int = 100          # sampled Lua features that persist into LuaStories (all if fewer)
+    holdout_top: int = 5             # held-out contexts with the feature's top activations
+    holdout_random: int = 5          # held-out random contexts (mostly non-activating)
+    requests_per_minute: float = 300.0
+    max_retries: int = 5
+    timeout_s: float = 60.0
+    seed: int = 0
+
+@dataclass
 class ReportConfig:
     "Where the reference run's figures and tables are published."
     publish: bool = False            # copy figures/ and tables/ of the run to the top-level figures/ and paper/
@@ -168,6 +195,8 @@ class Config:
     merge: MergeConfig = field(default_factory=MergeConfig)
     sae: SAEConfig = field(default_factory=SAEConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
+    case_studies: CaseStudyConfig = field(default_factory=CaseStudyConfig)
+    autointerp: AutointerpConfig = field(default_factory=AutointerpConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
 # %% ../nbs/00_config.ipynb #ca4f83cb
@@ -216,6 +245,9 @@ def smoke_profile() -> Config:
         sae=SAEConfig(expansion_factor=4, n_train_tokens=20_000, batch_size_tokens=256, buffer_contexts=64,
                       l1_warmup_steps=10, lr_warmup_steps=5, eval_blocks=200),
         matching=MatchingConfig(n_eval_blocks=40, n_bootstrap=20),
+        case_studies=CaseStudyConfig(max_code_docs=40, max_code_tokens=6000, min_support=5, top_contexts=4,
+                                     explorer_features=1),
+        autointerp=AutointerpConfig(n_features=6, n_persisting=6, holdout_top=2, holdout_random=2),
     )
 
 def cpu_profile() -> Config:

@@ -1,0 +1,169 @@
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from universal_features.dashboards import (ActivationStore, FeatureDashboard, best_partners, feature_dashboard,
+                                           label_code, labelled_code_blocks, lex, pick_snippets, selectivity,
+                                           token_labels, top_candidates)
+from universal_features.matching import pearson_matrix
+
+PY = ("x = 1\nif x == 2:\n    f(a=3, b=x)\n    y.z[0] = g(x) >= 4\ntry:\n    raise ValueError('no')\n"
+      "except KeyError as e:\n    pass\nfinally:\n    w += 1\n")
+LUA = ("local x = 1\nfor i = 1, 10 do\n  t.a[i] = {k = i, 2}\n  if x ~= i then y = x == 2 end\nend\n-- c = 3\n"
+       "s = [[ a = b ]]\nlocal ok, err = pcall(f)\n")
+
+
+def labelled(text, lang):
+    toks = lex(text, lang)
+    return [(t.text, sorted(l)) for t, l in zip(toks, label_code(toks, lang)) if l]
+
+
+def test_python_labels_from_the_standard_tokenizer():
+    got = labelled(PY, "python")
+    assert [t for t, l in got if "assign" in l] == ["=", "="]
+    assert [t for t, l in got if "kwarg" in l] == ["=", "="]
+    assert [t for t, l in got if "compare" in l] == ["==", ">="]
+    assert [t for t, l in got if "assign_target" in l] == ["x", "y", ".", "z", "[", "0", "]"]
+    assert [t for t, l in got if "exception" in l] == ["try", "raise", "ValueError", "except", "KeyError", "finally"]
+
+
+def test_lua_lexer_and_labels():
+    got = labelled(LUA, "lua")
+    # for-loop `=` is not an assignment; table-field `=` is the keyword-argument analogue; comments and long strings hide `=`
+    assert [t for t, l in got if "assign" in l] == ["=", "=", "=", "=", "="]
+    assert [t for t, l in got if "kwarg" in l] == ["="]
+    assert [t for t, l in got if "compare" in l] == ["~=", "=="]
+    assert ("pcall", ["lua_error"]) in got
+    kinds = {t.text: t.kind for t in lex(LUA, "lua")}
+    assert kinds["[[ a = b ]]"] == "STRING" and kinds["local"] == "KEYWORD"
+
+
+def test_python_lexer_keeps_the_valid_prefix_of_a_broken_file():
+    toks = lex("a = 1\nb = (2,\n", "python")
+    assert [t.text for t in toks][:3] == ["a", "=", "1"]
+
+
+def test_model_tokens_take_overlapping_labels():
+    toks = lex("y = x == 2\n", "python")
+    labels = label_code(toks, "python")
+    # model tokens like byte-level BPE: 'y', ' =', ' x', ' ==', ' 2'
+    offsets = [(0, 1), (1, 3), (3, 5), (5, 8), (8, 10)]
+    got = token_labels(offsets, toks, labels)
+    assert got[1] == {"assign"} and got[3] == {"compare"} and got[0] == {"assign_target"} and got[2] == set()
+
+
+def test_selectivity_of_a_planted_feature():
+    rng = np.random.default_rng(0)
+    target = rng.random(2000) < 0.05
+    contrast = ~target & (rng.random(2000) < 0.1)
+    dense = np.zeros((2000, 3), np.float32)
+    dense[target, 0] = 2.0                      # fires exactly on targets
+    dense[:, 1] = rng.random(2000)              # fires everywhere
+    dense[contrast, 2] = 1.0                    # fires on the contrast
+    sel = selectivity(sp.csc_matrix(dense), target, contrast)
+    assert sel["precision"][0] == pytest.approx(1.0) and sel["recall"][0] == pytest.approx(1.0)
+    assert sel["f1"][0] > sel["f1"][1] > sel["f1"][2] == 0
+    assert top_candidates(sel, 1)[0]["feature"] == 0 and sel["ratio"][2] == 0
+
+
+def _store(dense, L=10):
+    return ActivationStore(np.arange(dense.shape[0]).reshape(-1, L) % 50, sp.csc_matrix(dense))
+
+
+def test_store_correlations_are_exact_pearson(tmp_path):
+    rng = np.random.default_rng(1)
+    a = np.maximum(rng.normal(size=(3000, 12)), 0).astype(np.float32)
+    b = np.maximum(rng.normal(size=(3000, 9)), 0).astype(np.float32)
+    b[:, 3] = a[:, 5] * 2
+    b[:, 4] = 0.0                                # dead feature
+    sa, sb = _store(a), _store(b)
+    ref = np.corrcoef(a.T, b.T)[:12, 12:]
+    assert np.allclose(sb.correlate(a[:, 5]), np.nan_to_num(ref[5]), atol=1e-5)
+    bp = best_partners(sa, sb, chunk=5)
+    r = pearson_matrix(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    assert (bp["parent_best"] == r.argmax(1)).all() and np.allclose(bp["parent_score"], r.max(1), atol=1e-5)
+    assert (bp["child_best"] == r.argmax(0)).all() and np.allclose(bp["child_score"], r.max(0), atol=1e-5)
+    assert bp["parent_best"][5] == 3 and bp["parent_score"][5] == pytest.approx(1.0)
+    back = ActivationStore.load(sa.save(tmp_path / "a.npz"))
+    assert (back.acts != sa.acts).nnz == 0 and (back.tokens == sa.tokens).all()
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+# --- the smoke run -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke(smoke_run):
+    return smoke_run
+
+
+def test_case_studies_stage_outputs(smoke):
+    res = json.loads((smoke / "results.json").read_text())["case_studies"]
+    for fig in ("fig3_variable_assignment", "fig4_exception_feature", "dashboard_assignment_feature"):
+        for ext in ("png", "pdf"): assert (smoke / "figures" / f"{fig}.{ext}").stat().st_size > 1000
+    assert "uf-dashboard" in (smoke / "figures" / "case_study_dashboards.html").read_text()
+    a = res["assignment"]
+    assert set(a["feature"]) == {"base", "lua", "tinystories", "luastories"}
+    assert a["universal"] == (min(a["links"].values()) >= res["threshold"] and a["luastories_via_tinystories"] == a["feature"]["luastories"])
+    e = res["exception"]
+    assert e["persists"] == (e["r"] >= res["threshold"]) and e["support"] > 0
+    # the stores reproduce the matching stage's persistence exactly on the same tokens
+    for row in res["persistence_check"]:
+        assert abs(row["persist (stores)"] - row["persist (matching stage)"]) <= 1
+
+
+def _units(smoke):
+    from universal_features.dashboards import MODELS
+    from universal_features.model import load_model
+    from universal_features.sae import load_sae
+    from universal_features.config import load_config
+    cfg = load_config(smoke / "config.json")
+    return {n: (load_model(smoke / "models" / n).eval(), load_sae(smoke / "saes" / n, cfg.model.d_mlp)) for n in MODELS}
+
+
+def test_dashboard_contents(smoke):
+    from universal_features.tokenizer import load_tokenizer
+    units, tok = _units(smoke), load_tokenizer(smoke)
+    stores = {n: ActivationStore.load(smoke / "activations" / f"{n}.npz") for n in ("base", "lua")}
+    f = int(np.argmax(stores["base"].density()))
+    d = feature_dashboard("base", f, stores["base"], *units["base"], tok, {"lua": (stores["lua"], units["lua"][1])}, k=3)
+    assert isinstance(d, FeatureDashboard) and 0 < d.density <= 1 and len(d.top_contexts) == 3
+    assert d.max_activation == pytest.approx(float(stores["base"].column(f).max()))
+    assert max(max(c.acts) for c in d.top_contexts) == pytest.approx(d.max_activation)
+    assert len(d.promoted) == 10 and d.promoted[0][1] >= d.promoted[-1][1] >= d.suppressed[-1][1]
+    r = d.nearest["lua"]["correlation"]
+    assert r[0][1] == pytest.approx(float(stores["lua"].correlate(stores["base"].column(f)).max()))
+    page = d.to_html()
+    assert "BabyPython feature #" in page and "<svg" in page and "nearest in Lua" in page
+    fig = d.plot()
+    assert len(fig.axes) >= 4
+
+
+def test_explorer_callbacks(smoke):
+    from universal_features.explorer import Explorer
+    from universal_features.tokenizer import load_tokenizer
+    from universal_features.dashboards import MODELS
+    stores = {n: ActivationStore.load(smoke / "activations" / f"{n}.npz") for n in MODELS}
+    ex = Explorer(stores, _units(smoke), load_tokenizer(smoke), tau=0.8, top_contexts=2)
+    w = ex.widget
+    assert w is ex.widget and ex.w_transition.value == ("base", "lua")
+    persist = ex.rows(("base", "lua"), "persist")
+    assert len(ex.w_feature.options) == min(len(persist), ex.max_listed) and all(r.r >= 0.8 for r in persist)
+    first = ex.w_out.value
+    assert f"#{persist[0].feature}" in first and f"#{persist[0].partner}" in first
+    ex.w_category.value = "emerge"                      # callback: list refreshes to child features
+    emerge = ex.rows(("base", "lua"), "emerge")
+    assert all(r.model == "lua" and r.r < 0.8 for r in emerge)
+    assert len(ex.w_feature.options) == min(len(emerge), ex.max_listed) and "Lua feature #" in ex.w_out.value
+    if len(emerge) > 1:
+        before = ex.w_out.value
+        ex.w_feature.value = 1                          # callback: choose another feature
+        assert ex.w_out.value != before and f"#{emerge[1].feature}" in ex.w_out.value
+    ex.w_transition.value = ("lua", "luastories")
+    assert ex.w_feature.options[0][0].startswith("LuaStories #")
+    ex.w_range.value = (0.99, 1.0)                      # nothing emerges with r ≥ 0.99 < τ
+    assert ex.w_feature.options == () and "no features" in ex.w_out.value
+    page = (smoke / "figures" / "explorer.html").read_text()
+    assert page.count("uf-dashboard") >= 2 and "persist" in page and "emerge" in page
