@@ -31,6 +31,7 @@ class Stage:
     name: str
     reads: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()   # environment variables that change its results (only a digest enters the key)
 
 import universal_features
 REPO_ROOT = Path(universal_features.__file__).resolve().parent.parent  # the clone: nbs/, figures/, paper/
@@ -136,6 +137,7 @@ def stage_keys(stages: list[StageNotebook], cfg: Config) -> dict[str, str]:
         h.update(config_hash(cfg, list(sn.stage.reads)).encode())
         h.update(_code_hash(sn).encode())
         for n in sn.stage.needs: h.update(keys[n].encode())
+        for var in sn.stage.env: h.update(f"{var}={os.environ.get(var, '')}".encode())
         keys[sn.stage.name] = h.hexdigest()
     return keys
 
