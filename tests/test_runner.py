@@ -65,11 +65,41 @@ def test_rerun_skips_current_stages(smoke):
 def test_changing_a_value_reruns_only_affected_stages(smoke, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(smoke, run_dir)
-    r = reproduce("--profile", "smoke", "--run-dir", str(run_dir), "--set", "tokenizer.vocab_size=600")
+    r = reproduce("--profile", "smoke", "--run-dir", str(run_dir), "--set", "autointerp.n_features=3")
     assert r.returncode == 0, r.stderr
-    assert "data: unchanged, skipped" in r.stdout and "tokenizer: running" in r.stdout
-    assert json.loads((run_dir / "results.json").read_text())["tokenizer"]["vocab_size"] == 600
-    assert json.loads((run_dir / "config.json").read_text())["tokenizer"]["vocab_size"] == 600
+    ran = {line.split("]")[1].split(":")[0].strip() for line in r.stdout.splitlines() if ": running" in line}
+    skipped = {line.split("]")[1].split(":")[0].strip() for line in r.stdout.splitlines() if "unchanged, skipped" in line}
+    assert ran == {"autointerp", "report"}, r.stdout          # autointerp reads the value; the report needs autointerp
+    assert skipped == {s.stage.name for s in discover_stages()} - ran
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["autointerp"]["groups"]["Lua features"]["n"] + res["autointerp"]["groups"]["Lua features"]["undefined"] == 3
+    assert json.loads((run_dir / "config.json").read_text())["autointerp"]["n_features"] == 3
+
+
+def test_killed_mid_stage_restarts_to_the_same_results(smoke, tmp_path):
+    "SIGKILL the runner while a stage executes; a plain rerun completes it and everything after with identical results."
+    import signal, time
+    run_dir = tmp_path / "killed"
+    shutil.copytree(smoke, run_dir)
+    names = [s.stage.name for s in discover_stages()]
+    for n in names[names.index("matching"):]:
+        (run_dir / ".stages" / f"{n}.json").unlink(); (run_dir / "logs" / f"{n}.log").unlink(missing_ok=True)
+    p = subprocess.Popen([sys.executable, "-m", "universal_features.reproduce", "--no-progress", "--profile", "smoke",
+                          "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    log = run_dir / "logs" / "matching.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and log.stat().st_size > 0):  # the stage's cells have started
+        time.sleep(0.2)
+    time.sleep(1.0)
+    assert p.poll() is None, "the runner finished before it could be killed"
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    assert not (run_dir / ".stages" / "matching.json").exists(), "a killed stage must not be marked done"
+    r = reproduce("--profile", "smoke", "--run-dir", str(run_dir))
+    assert r.returncode == 0, r.stderr
+    assert "sae: unchanged, skipped" in r.stdout and "matching: running" in r.stdout
+    assert (run_dir / "results.json").read_text() == (smoke / "results.json").read_text()
+    assert not [f for f in run_dir.rglob("*") if ".tmp" in f.name], "no temporary files may be left behind"
 
 
 def test_stage_keys_propagate_downstream():

@@ -31,9 +31,10 @@ from .sae import SparseAutoencoder
 # %% auto #0
 __all__ = ['STAGE', 'MODELS', 'EXCEPTION_NAMES', 'PY_COMPARE', 'LUA_COMPARE', 'ActivationStore', 'build_store', 'best_partners',
            'LexToken', 'lex_python', 'lex_lua', 'label_code', 'lex', 'token_labels', 'LabelledCode',
-           'labelled_code_blocks', 'selectivity', 'top_candidates', 'token_strings', 'logit_effects', 'Context',
-           'FeatureDashboard', 'feature_dashboard', 'tokens_html', 'dashboard_html', 'draw_tokens', 'plot_dashboard',
-           'pick_snippets', 'snippet_activations', 'plot_feature_grid', 'plot_correlation_matrix']
+           'labelled_code_blocks', 'selectivity', 'top_candidates', 'characteristic_tokens', 'is_generic',
+           'generic_share_test', 'token_strings', 'logit_effects', 'Context', 'FeatureDashboard', 'feature_dashboard',
+           'tokens_html', 'dashboard_html', 'draw_tokens', 'plot_dashboard', 'pick_snippets', 'snippet_activations',
+           'plot_feature_grid', 'plot_correlation_matrix']
 
 # %% ../nbs/07_case_studies.ipynb #d9bd8c7e
 STAGE = Stage("case_studies", reads=("case_studies", "matching"), needs=("matching",))
@@ -305,6 +306,31 @@ def top_candidates(sel: dict[str, np.ndarray], k: int) -> list[dict]:
     "The k features with the highest F1, with all their scores."
     order = np.argsort(-sel["f1"], kind="stable")[:k]
     return [{"feature": int(f), **{m: float(v[f]) for m, v in sel.items()}} for f in order]
+
+# %% ../nbs/07_case_studies.ipynb #9e617686
+def characteristic_tokens(store: ActivationStore, vocab_size: int) -> np.ndarray:
+    "Per feature, the token id carrying the most activation mass on the store's tokens (-1 if it never fires)."
+    tok = store.tokens.reshape(-1)
+    onehot = sp.csr_matrix((np.ones(len(tok), np.float32), (np.arange(len(tok)), tok)), shape=(len(tok), vocab_size))
+    mass = (onehot.T @ store.acts).tocsc()
+    best = np.asarray(mass.argmax(axis=0)).ravel()
+    return np.where(np.diff(store.acts.indptr) > 0, best, -1)
+
+def is_generic(token: str) -> bool:
+    "Whitespace, newlines or punctuation only."
+    import string
+    t = token.strip()
+    return t == "" or all(c in string.punctuation for c in t)
+
+def generic_share_test(generic: np.ndarray, persist: np.ndarray, alive: np.ndarray) -> dict:
+    "Share of generic features among persisting vs disappearing alive features, with Fisher's exact test (one-sided)."
+    from scipy.stats import fisher_exact
+    p, d = alive & persist, alive & ~persist
+    table = [[int((generic & p).sum()), int((~generic & p).sum())], [int((generic & d).sum()), int((~generic & d).sum())]]
+    odds, pval = fisher_exact(table, alternative="greater")
+    return {"persist": int(p.sum()), "disappear": int(d.sum()),
+            "generic_share_persist": table[0][0] / max(p.sum(), 1), "generic_share_disappear": table[1][0] / max(d.sum(), 1),
+            "odds_ratio": float(odds) if np.isfinite(odds) else None, "p_value": float(pval)}
 
 # %% ../nbs/07_case_studies.ipynb #bfe5ae90
 def token_strings(tok, ids) -> list[str]:
