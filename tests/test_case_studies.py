@@ -55,6 +55,32 @@ def test_model_tokens_take_overlapping_labels():
     assert got[1] == {"assign"} and got[3] == {"compare"} and got[0] == {"assign_target"} and got[2] == set()
 
 
+class ByteTok:
+    "A stand-in tokenizer: one token per character, with offsets (enough to test label alignment and packing)."
+    def encode(self, text):
+        class E: pass
+        e = E(); e.ids = [ord(c) % 256 for c in text]; e.offsets = [(i, i + 1) for i in range(len(text))]
+        return e
+
+
+def test_code_blocks_carry_the_lexer_labels():
+    code = labelled_code_blocks([PY, "x ==== (\n"], "python", ByteTok(), block_size=16, max_tokens=10_000)
+    flat = [s for row in code.labels for s in row]
+    assert code.blocks.shape[1] == 16 and len(flat) == code.blocks.size
+    text = (PY + "x ==== (\n")[: code.blocks.size]
+    assert [text[i] for i, s in enumerate(flat) if "assign" in s] == ["=", "="]
+    assert code.mask("exception").sum() == sum(len(w) for w in ("try", "raise", "ValueError", "except", "KeyError", "finally"))
+    with pytest.raises(ValueError, match="no python code tokens"):
+        labelled_code_blocks(["x = 1"], "python", ByteTok(), block_size=64, max_tokens=100)
+
+
+def test_snippets_are_chosen_by_rule():
+    docs = ["a=1\nb=2\nc=3\nd=4\n", "import os\n\nx = f(k=1)\ny = x == 2\nz = 3\nw = 4\n"]
+    [s] = pick_snippets(docs, "python", ("assign",), ("kwarg", "compare"), 1, lines=3, max_chars=40)
+    assert s.doc is docs[1] and s.text == "x = f(k=1)\ny = x == 2\nz = 3"   # the no-space style of doc 0 is skipped
+    assert pick_snippets(docs, "python", ("exception",), (), 1, lines=3, max_chars=40) == []
+
+
 def test_selectivity_of_a_planted_feature():
     rng = np.random.default_rng(0)
     target = rng.random(2000) < 0.05

@@ -1,7 +1,4 @@
-import copy
 import json
-
-import pytest
 
 from universal_features import report as rp
 from universal_features.merge import PAPER_SWEEP, crossing_point

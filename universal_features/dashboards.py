@@ -7,11 +7,9 @@ case-study features found by lexer-labelled selectivity, never by hand-picked in
 # %% ../nbs/07_case_studies.ipynb #b6fab8b5
 from __future__ import annotations
 
-import base64
 import builtins
 import html
 import io
-import json
 import re
 import tokenize as pytokenize
 from dataclasses import dataclass, field
@@ -22,7 +20,6 @@ import scipy.sparse as sp
 import torch
 from tqdm import tqdm
 
-from .config import atomic_write_text
 from .matching import DISPLAY, encode_chunk
 from .model import LanguageModel
 from .reproduce import Stage
@@ -33,8 +30,8 @@ __all__ = ['STAGE', 'MODELS', 'EXCEPTION_NAMES', 'PY_COMPARE', 'LUA_COMPARE', 'A
            'LexToken', 'lex_python', 'lex_lua', 'label_code', 'lex', 'token_labels', 'LabelledCode',
            'labelled_code_blocks', 'selectivity', 'top_candidates', 'characteristic_tokens', 'is_generic',
            'generic_share_test', 'token_strings', 'logit_effects', 'Context', 'FeatureDashboard', 'feature_dashboard',
-           'tokens_html', 'dashboard_html', 'draw_tokens', 'plot_dashboard', 'pick_snippets', 'snippet_activations',
-           'plot_feature_grid', 'plot_correlation_matrix']
+           'tokens_html', 'dashboard_html', 'draw_tokens', 'plot_dashboard', 'Snippet', 'pick_snippets',
+           'snippet_activations', 'plot_feature_grid', 'plot_correlation_matrix']
 
 # %% ../nbs/07_case_studies.ipynb #d9bd8c7e
 STAGE = Stage("case_studies", reads=("case_studies", "matching"), needs=("matching",))
@@ -496,6 +493,7 @@ def draw_tokens(ax, tokens: list[str], acts: list[float], mx: float, cmap="Orang
     if fontsize is None:  # one DejaVu Sans Mono advance (0.602 em) per grid column, at the axes' current width
         w_in = ax.get_window_extent().width / ax.figure.dpi
         fontsize = min(w_in * 72 / (0.602 * max_cols), 11)
+        ax.set_xlim(0, w_in * 72 / (0.602 * fontsize))   # a capped font size widens the grid instead of spacing glyphs
     for r, c, text, a in cells:
         level = 0.0 if mx <= 0 else min(max(a / mx, 0), 1)
         if level > 0:
@@ -530,40 +528,58 @@ def plot_dashboard(d: FeatureDashboard, fig=None):
     return fig
 
 # %% ../nbs/07_case_studies.ipynb #0d141ef9
+@dataclass
+class Snippet:
+    "A window of lines of one document: the document and the window's character span."
+    doc: str
+    start: int
+    end: int
+
+    @property
+    def text(self) -> str: return self.doc[self.start:self.end]
+
 def pick_snippets(docs: list[str], language: str, want: tuple[str, ...], contrast: tuple[str, ...], n: int,
-                  lines: int, max_chars: int) -> list[str]:
-    "The n best-scoring code windows: most `want` labels, at least one `contrast` label if any is asked for."
+                  lines: int, max_chars: int) -> list[Snippet]:
+    "The n best-scoring code windows: most `want` + `contrast` labels, at least one `contrast` label if any is asked for."
     scored = []
     for di, text in enumerate(docs):
         toks = lex(text, language)
         labs = label_code(toks, language)
+        offs = _line_offsets(text)
         rows = text.split("\n")
-        line_of = np.searchsorted(np.array(_line_offsets(text)), [t.start for t in toks], side="right") - 1
+        line_of = np.searchsorted(np.array(offs), [t.start for t in toks], side="right") - 1
         for start in range(0, max(len(rows) - lines + 1, 0), max(lines // 2, 1)):
             window = rows[start:start + lines]
             if any(len(r) > max_chars for r in window) or sum(bool(r.strip()) for r in window) < lines - 1: continue
-            inside = [labs[k] for k in range(len(toks)) if start <= line_of[k] < start + lines]
+            ks = [k for k in range(len(toks)) if start <= line_of[k] < start + lines]
+            if any("assign" in labs[k] and not text[toks[k].start - 1:toks[k].start].isspace() for k in ks): continue
+            inside = [labs[k] for k in ks]
             w = sum(any(x in s for x in want) for s in inside)
             c = sum(any(x in s for x in contrast) for s in inside)
             if w and (c or not contrast):
-                scored.append((-(w + c), di, start, "\n".join(window)))
+                scored.append((-(w + c), di, start, Snippet(text, offs[start], offs[start] + len("\n".join(window)))))
     scored.sort(key=lambda x: x[:3])
-    out = []
-    for _, _, _, s in scored:
-        if s not in out: out.append(s)
+    out: list[Snippet] = []
+    for *_, snip in scored:
+        if snip.text not in [o.text for o in out]: out.append(snip)
         if len(out) == n: break
     return out
 
 @torch.no_grad()
-def snippet_activations(text: str, tok, model: LanguageModel, sae: SparseAutoencoder, feature: int, hook: str,
+def snippet_activations(snip: Snippet, tok, model: LanguageModel, sae: SparseAutoencoder, feature: int, hook: str,
                         device="cpu") -> tuple[list[str], list[float]]:
-    "Token strings and one feature's activations on a snippet run as one sequence (BOS first, context-length cap)."
-    ids = tok.encode(text).ids[: model.cfg.context_length]
-    x = torch.tensor([ids], device=device)
+    "Token strings and one feature's activations on a snippet, read with the document's preceding text as context."
+    enc = tok.encode(snip.doc)
+    inside = [k for k, (s, e) in enumerate(enc.offsets) if e > snip.start and s < snip.end and e > s]
+    k0, k1 = inside[0], inside[-1]
+    lo = max(0, k1 + 1 - model.cfg.context_length)
+    x = torch.tensor([enc.ids[lo:k1 + 1]], device=device)
     _, cache = model.run_with_cache(x, [hook], stop_at=hook)
-    f = sae.encode(cache[hook][0].float())[:, feature].detach()
-    skip = 1 if ids and ids[0] == tok.token_to_id("<s>") else 0   # BOS is input, not part of the snippet
-    return token_strings(tok, ids)[skip:], f.cpu().tolist()[skip:]
+    f = sae.encode(cache[hook][0].float())[:, feature].detach().cpu().tolist()
+    k0 = max(k0, lo)
+    strs = token_strings(tok, enc.ids[k0:k1 + 1])
+    if strs: strs[0] = snip.doc[max(snip.start, enc.offsets[k0][0]):enc.offsets[k0][1]]   # trim text before the window
+    return strs, f[k0 - lo:]
 
 def plot_feature_grid(panels: list[list[tuple[list[str], list[float], float]]], row_titles: list[str],
                       col_titles: list[str], suptitle: str, caption: str, cmap="Oranges", max_cols: int = 76,

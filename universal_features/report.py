@@ -6,7 +6,6 @@ headline numbers, and a claim-by-claim verdict table. No number in it is typed b
 # %% ../nbs/10_report.ipynb #f54c4c86
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .matching import DISPLAY, NULL_PAIRS, TRANSITIONS
@@ -54,6 +53,11 @@ def claim_assignment(cs: dict) -> dict:
           f"{a['recall']['base']:.2f} on {a['support']} assignment `=` tokens) → " +
           ", ".join(f"{k} r = {v:.2f}" for k, v in a["links"].items()) +
           f"; LuaStories end #{f['luastories']} via Lua, #{a['luastories_via_tinystories']} via TinyStories")
+    if "own_best" in a:
+        on_chain = lambda n: a["own_best"][n] in (f[n], a["luastories_via_tinystories"] if n == "luastories" else f[n])
+        ev += "; each model's own most selective assignment feature: " + ", ".join(
+            f"{DISPLAY[n]} #{a['own_best'][n]} (F1 {a['own_best_f1'][n]:.2f}{', on the chain' if on_chain(n) else ''})"
+            for n in ("base", "lua", "tinystories", "luastories") if n in a["own_best"])
     return {"claim": "A variable-assignment feature persists in all four models", "evidence": ev,
             "verdict": HOLDS if a["universal"] else FAILS}
 
