@@ -109,8 +109,10 @@ class Explorer:
         rows = self.rows(self.w_transition.value, self.w_category.value, tuple(self.w_range.value))
         self._rows = {i: r for i, r in enumerate(rows[: self.max_listed])}
         self.w_count.value = f"{len(rows)} features" + (f" (first {self.max_listed} listed)" if len(rows) > self.max_listed else "")
+        self.w_feature.unobserve(self.on_feature, names="value")     # render once, below, not on every reset
         self.w_feature.options = [(f"{DISPLAY[r.model]} #{r.feature} → #{r.partner}  r = {r.r:.3f}", i) for i, r in self._rows.items()]
         self.w_feature.value = 0 if self._rows else None
+        self.w_feature.observe(self.on_feature, names="value")
         if not self._rows: self.w_out.value = "<p>no features match this selection</p>"
         else: self.on_feature()
 
