@@ -62,6 +62,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                      'universal_features/config.py')},
             'universal_features.dashboards': { 'universal_features.dashboards.ActivationStore': ( 'case_studies.html#activationstore',
                                                                                                   'universal_features/dashboards.py'),
+                                               'universal_features.dashboards.ActivationStore._moments': ( 'case_studies.html#activationstore._moments',
+                                                                                                           'universal_features/dashboards.py'),
                                                'universal_features.dashboards.ActivationStore.column': ( 'case_studies.html#activationstore.column',
                                                                                                          'universal_features/dashboards.py'),
                                                'universal_features.dashboards.ActivationStore.correlate': ( 'case_studies.html#activationstore.correlate',

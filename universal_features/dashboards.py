@@ -8,6 +8,7 @@ case-study features found by lexer-labelled selectivity, never by hand-picked in
 from __future__ import annotations
 
 import builtins
+import functools
 import html
 import io
 import re
@@ -56,14 +57,16 @@ class ActivationStore:
         out[self.acts.indices[lo:hi]] = self.acts.data[lo:hi]
         return out
 
+    @functools.cached_property
+    def _moments(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.n_tokens
+        s = np.asarray(self.acts.sum(0), dtype=np.float64).ravel()
+        ss = np.asarray(self.acts.multiply(self.acts).sum(0), dtype=np.float64).ravel()
+        m = s / n
+        return m, np.sqrt(np.clip(ss / n - m ** 2, 0, None))
+
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
-        "Mean and standard deviation of every feature (float64)."
-        if not hasattr(self, "_moments"):
-            n = self.n_tokens
-            s = np.asarray(self.acts.sum(0), dtype=np.float64).ravel()
-            ss = np.asarray(self.acts.multiply(self.acts).sum(0), dtype=np.float64).ravel()
-            m = s / n
-            self._moments = (m, np.sqrt(np.clip(ss / n - m ** 2, 0, None)))
+        "Mean and standard deviation of every feature (float64; computed once)."
         return self._moments
 
     def density(self) -> np.ndarray:

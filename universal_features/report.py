@@ -106,7 +106,10 @@ def latex_table(rows: list[dict], cols: list[str], caption: str) -> str:
             f"\n\\bottomrule\n\\end{{tabular}}\n\\caption{{{tex(caption)}}}\n\\end{{table}}\n")
 
 def _read(path: Path) -> str:
-    return path.read_text().strip() if path.exists() else f"*(missing: {path.name})*"
+    "A table the stages wrote; a missing one means an upstream stage did not finish."
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: an upstream stage did not write it; re-run the reproduction with --force")
+    return path.read_text().strip()
 
 def provenance_rows(manifest: dict, cfg) -> list[dict]:
     rows = []
