@@ -4,7 +4,7 @@
 PROFILE ?= cpu
 ARGS ?=
 
-.PHONY: setup reproduce test
+.PHONY: setup reproduce test docs
 setup:
 	bash scripts/setup.sh
 reproduce:
@@ -12,6 +12,5 @@ reproduce:
 test:
 	bash scripts/test.sh
 
-.PHONY: docs
 docs:
 	PROFILE=$(PROFILE) bash scripts/docs.sh

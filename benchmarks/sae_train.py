@@ -14,7 +14,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from universal_features.config import get_config
+from universal_features.profiles import get_config
 from universal_features.sae import SparseAutoencoder, sae_loss
 
 

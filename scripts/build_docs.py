@@ -197,8 +197,25 @@ def assemble(run_dir: Path, src: Path, profile: str) -> list[str]:
                 f"report. The corpora are offline stand-ins for the paper's and the models are smaller unless the "
                 f"profile says otherwise, so the numbers are this artifact's, not the paper's.")
     fill(src / "index.md", {"run": run_note, "notebooks": notebooks_table(rows)})
+    fill(src / "api.md", {"modules": api_sections()})
     fill(src / "figures.md", {"figures": figures_section(dst_fig, captions)})
     return notes
+
+
+def notebook_modules() -> list[tuple[str, str]]:
+    "(module, notebook) for every notebook of nbs/ with a `default_exp`, in the notebooks' order."
+    out = []
+    for nb in sorted(NBS.glob("[0-9][0-9]*.ipynb")):
+        for cell in json.loads(nb.read_text())["cells"]:
+            m = re.search(r"^#\|\s*default_exp\s+(\S+)", "".join(cell["source"]), re.M)
+            if m: out.append((m.group(1), nb.name)); break
+    return out
+
+
+def api_sections() -> str:
+    "One autodoc section per module, in the notebooks' order."
+    return "\n".join(f"## `universal_features.{mod}`\n\nFrom `nbs/{nb}`.\n\n```{{eval-rst}}\n.. automodule:: universal_features.{mod}\n```\n"
+                     for mod, nb in notebook_modules())
 
 
 def fill(page: Path, parts: dict[str, str]) -> None:
@@ -238,9 +255,11 @@ def build(run_dir: Path, out: Path, strict: bool = False, keep_staging: bool = F
                          f"`make reproduce PROFILE={profile}` first (or `python -m universal_features.reproduce "
                          f"--profile {profile}`)")
     (REPO / "build").mkdir(exist_ok=True)
-    src = Path(tempfile.mkdtemp(prefix="docs_src.", dir=REPO / "build"))
+    # everything Sphinx and myst-nb write (sources, doctrees, jupyter_execute/ beside the HTML) stays under build/
+    work = Path(tempfile.mkdtemp(prefix="docs.", dir=REPO / "build"))
+    src, tmp_out = work / "src", work / "html"
+    src.mkdir()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
     try:
         missing = assemble(run_dir, src, profile)
         if missing:
@@ -253,12 +272,13 @@ def build(run_dir: Path, out: Path, strict: bool = False, keep_staging: bool = F
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent)) / out.name
             out.rename(old)
-        tmp_out.rename(out)
+        shutil.move(str(tmp_out), str(out))
         if old is not None: shutil.rmtree(old.parent, ignore_errors=True)
     finally:
-        if tmp_out.exists(): shutil.rmtree(tmp_out, ignore_errors=True)
-        if keep_staging: print(f"docs: staging folder kept at {src}", file=sys.stderr)
-        else: shutil.rmtree(src, ignore_errors=True)
+        if keep_staging:
+            shutil.rmtree(tmp_out, ignore_errors=True)
+            print(f"docs: staging folder kept at {src}", file=sys.stderr)
+        else: shutil.rmtree(work, ignore_errors=True)
     return time.monotonic() - t0
 
 

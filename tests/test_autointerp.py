@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from universal_features import autointerp as ai
-from universal_features.dashboards import ActivationStore
+from universal_features.activations import ActivationStore
 
 
 class FakeAPI:
@@ -174,7 +174,7 @@ def test_offline_proxy_recovers_a_token_feature():
 
 
 def test_api_settings_rekey_only_autointerp_and_what_reads_it(monkeypatch):
-    from universal_features.config import get_config
+    from universal_features.profiles import get_config
     from universal_features.reproduce import discover_stages, stage_keys
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     stages, cfg = discover_stages(), get_config("smoke")

@@ -5,9 +5,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from universal_features.dashboards import (ActivationStore, FeatureDashboard, best_partners, feature_dashboard,
-                                           label_code, labelled_code_blocks, lex, pick_snippets, selectivity,
-                                           token_labels, top_candidates)
+from universal_features.activations import ActivationStore, best_partners
+from universal_features.case_studies import pick_snippets, selectivity, top_candidates
+from universal_features.dashboards import FeatureDashboard, feature_dashboard
+from universal_features.lexers import label_code, labelled_code_blocks, lex, token_labels
 from universal_features.matching import pearson_matrix
 
 PY = ("x = 1\nif x == 2:\n    f(a=3, b=x)\n    y.z[0] = g(x) >= 4\ntry:\n    raise ValueError('no')\n"
@@ -142,12 +143,11 @@ def test_case_studies_stage_outputs(smoke):
 
 
 def _units(smoke):
-    from universal_features.dashboards import MODELS
-    from universal_features.model import load_model
-    from universal_features.sae import load_sae
     from universal_features.config import load_config
-    cfg = load_config(smoke / "config.json")
-    return {n: (load_model(smoke / "models" / n).eval(), load_sae(smoke / "saes" / n, cfg.model.d_mlp)) for n in MODELS}
+    from universal_features.lineage import MODELS
+    from universal_features.run import Run
+    run = Run(smoke, load_config(smoke / "config.json"))
+    return {n: run.load_unit(n) for n in MODELS}
 
 
 def test_dashboard_contents(smoke):
@@ -171,7 +171,7 @@ def test_dashboard_contents(smoke):
 def test_explorer_callbacks(smoke):
     from universal_features.explorer import Explorer
     from universal_features.tokenizer import load_tokenizer
-    from universal_features.dashboards import MODELS
+    from universal_features.lineage import MODELS
     stores = {n: ActivationStore.load(smoke / "activations" / f"{n}.npz") for n in MODELS}
     ex = Explorer(stores, _units(smoke), load_tokenizer(smoke), tau=0.8, top_contexts=2)
     w = ex.widget

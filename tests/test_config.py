@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from universal_features.config import (PROFILES, Config, ConfigError, config_hash, from_dict, get_config,
-                                       load_config, save_config, to_dict, valid_keys)
+from universal_features.config import Config, ConfigError, config_hash, from_dict, load_config, save_config, to_dict, valid_keys
+from universal_features.profiles import PROFILES, get_config
 
 
 @pytest.mark.parametrize("name", list(PROFILES))

@@ -2,9 +2,11 @@ import json
 
 import pytest
 
-from universal_features.config import FilterConfig, get_config
-from universal_features.data import (DataError, Doc, NearDupIndex, cap_docs, clean_code, clean_prose, data_dir,
-                                     parse_source, read_datadir, split_by_group, split_paragraphs, stack_filter)
+from universal_features.config import FilterConfig
+from universal_features.profiles import get_config
+from universal_features.data import (NearDupIndex, cap_docs, clean_code, clean_prose, split_by_group, split_paragraphs,
+                                     stack_filter)
+from universal_features.sources import DataError, Doc, data_dir, parse_source, read_datadir
 
 FC = FilterConfig()
 
@@ -120,7 +122,7 @@ def test_tinystories_keeps_its_hf_split(data_dir):
 
 
 def test_hub_require_without_hub_is_a_clear_error(monkeypatch):
-    from universal_features import data
+    from universal_features import sources as data
     monkeypatch.setattr(data, "hub_reachable", lambda timeout=3.0: False)
     cfg = get_config("paper")
     with pytest.raises(DataError, match="HF Hub is unreachable.*nilq/babylm-100M"):
@@ -131,7 +133,7 @@ def test_hub_require_without_hub_is_a_clear_error(monkeypatch):
 
 
 def test_deb_license_reads_dep5_fields_only(tmp_path):
-    from universal_features.data import deb_license
+    from universal_features.sources import deb_license
     doc = tmp_path / "usr/share/doc/pkg"; doc.mkdir(parents=True)
     (doc / "copyright").write_text("Files: *\nLicense: Expat\n\nLicense: The following license is applied to all documents in this project\n")
     assert deb_license(tmp_path, "pkg") == "Expat"

@@ -4,7 +4,7 @@ import torch
 
 from universal_features.matching import (CorrelationAccumulator, bootstrap_best, decoder_cosine, hungarian_match,
                                          max_match, pearson_matrix, transition_counts)
-from universal_features.sae import SparseAutoencoder
+from universal_features.autoencoder import SparseAutoencoder
 
 
 def test_engine_matches_numpy_corrcoef():
@@ -55,7 +55,7 @@ def test_transition_counts():
 def test_decoder_cosine_of_identical_saes_is_identity_on_the_diagonal():
     sae = SparseAutoencoder(8, 16)
     sae.initialise(torch.randn(50, 8), torch.Generator().manual_seed(0))
-    cos = decoder_cosine(sae, sae)
+    cos = decoder_cosine(sae.W_dec, sae.W_dec)
     assert torch.allclose(cos.diagonal(), torch.ones(16), atol=1e-6)
 
 

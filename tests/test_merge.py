@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from universal_features.config import ModelConfig
-from universal_features.merge import crossing_point, lerp, merged_model, slerp, slerp_tensor, task_arithmetic
+from universal_features.merge import crossing_point, lerp, merged_model, slerp, slerp_tensor
 from universal_features.model import LanguageModel
 
 
@@ -67,12 +67,6 @@ def test_different_shapes_are_a_clear_error():
     big = LanguageModel(ModelConfig(d_model=32, n_heads=2, n_kv_heads=1, d_mlp=32), 50)
     with pytest.raises(ValueError, match="cannot merge"):
         merged_model(small, big, 0.5)
-
-
-def test_task_arithmetic():
-    base, ft1, ft2 = {"w": torch.ones(3)}, {"w": torch.full((3,), 2.0)}, {"w": torch.full((3,), 4.0)}
-    out, _ = task_arithmetic(base, [ft1, ft2], lam=0.5)
-    assert torch.allclose(out["w"], torch.full((3,), 1 + 0.5 * (1 + 3)))
 
 
 def test_crossing_point():

@@ -1,6 +1,7 @@
 import json
 
 from universal_features import report as rp
+from universal_features.files import Table
 from universal_features.merge import PAPER_SWEEP, crossing_point
 
 
@@ -49,9 +50,9 @@ def test_paper_crossing_is_computed_from_the_authors_sweep():
 
 
 def test_tables_escape_their_cells():
-    md = rp.md_table([{"a": "x|y", "b": "1\n2"}], ["a", "b"])
+    md = Table([{"a": "x|y", "b": "1\n2"}], ["a", "b"]).markdown()
     assert "x\\|y" in md and "1 2" in md
-    tex = rp.latex_table([{"claim": "50% & more", "evidence": "r ≥ τ_1", "verdict": "holds"}], ["claim", "evidence", "verdict"], "c")
+    tex = Table([{"claim": "50% & more", "evidence": "r ≥ τ_1", "verdict": "holds"}], ["claim", "evidence", "verdict"]).latex("c")
     assert r"50\% \& more" in tex and r"$\geq$" in tex and r"\_" in tex and "\\toprule" in tex
 
 

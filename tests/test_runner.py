@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from universal_features.config import get_config
+from universal_features.profiles import get_config
 from universal_features.reproduce import discover_stages, stage_keys
 
 

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 
 from universal_features.config import ModelConfig, SAEConfig
 from universal_features.model import LanguageModel
-from universal_features.sae import (ActivationBuffer, SAECheckpointError, SparseAutoencoder, explained_variance,
-                                    geometric_median, harvest, load_sae, sae_loss, sae_metrics, save_sae, train_sae)
+from universal_features.autoencoder import (SAECheckpointError, SparseAutoencoder, explained_variance, geometric_median,
+                                            load_sae, sae_loss, save_sae)
+from universal_features.sae import ActivationBuffer, harvest, sae_metrics, train_sae
 
 
 def test_explained_variance_of_the_mean_is_zero():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from universal_features.tokenizer import (LM_MIXTURES, SAE_MIXTURES, balanced_sample, bos_id, mixture_plan,
-                                          pack_blocks, train_tokenizer)
+from universal_features.lineage import LM_MIXTURES, SAE_MIXTURES
+from universal_features.tokenizer import balanced_sample, bos_id, mixture_plan, pack_blocks, train_tokenizer
 
 SAMPLES = [
     "def f(x):\n\treturn {'a': x ** 2}  # comment\n",

@@ -17,10 +17,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import textwrap
 
-from .dashboards import ActivationStore, token_strings
-from .reproduce import Stage
+from .activations import ActivationStore
+from .run import Stage
+from .tokenizer import token_strings
 
 # %% auto #0
 __all__ = ['STAGE', 'EXPLAIN_SYSTEM', 'EXPLAIN_FEWSHOT', 'SIMULATE_SYSTEM', 'SIMULATE_FEWSHOT', 'quantise', 'unquantise',
@@ -38,10 +41,12 @@ def quantise(acts: np.ndarray, lo: float, hi: float) -> np.ndarray:
     if hi <= lo: return np.zeros(len(acts), dtype=int)
     return np.clip(np.floor(10 * (np.asarray(acts) - lo) / (hi - lo)), 0, 9).astype(int)
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0011
 def unquantise(score: np.ndarray | int, lo: float, hi: float) -> np.ndarray:
     "A 0–9 score back to an activation: lo + (s + 0.5)/10 · (hi − lo)."
     return lo + (np.asarray(score, dtype=float) + 0.5) / 10 * (hi - lo)
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0014
 def select_examples(col: np.ndarray, token_ids: np.ndarray, block_of: np.ndarray, rng: np.random.Generator,
                     n_top: int = 10, per_bin: int = 2, n_random: int = 5, n_other: int = 10) -> list[int]:
     "Token positions shown to the explainer (paper_notes §8): top of bin 9, 2 per lower bin, random, top tokens elsewhere."
@@ -82,10 +87,12 @@ SIMULATE_FEWSHOT = [
     ("Explanation: the keyword 'function' in code.\nContext: local function\nToken: \" function\"", "8"),
 ]
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0017
 def quote(token: str) -> str:
     "A token as a JSON string literal (escapes newlines and quotes)."
     return json.dumps(token, ensure_ascii=False)
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0019
 def explain_messages(feature_label: str, examples: list[tuple[str, int]]) -> list[dict]:
     "Chat messages asking for an explanation of (token, 0–9) samples."
     msgs = [{"role": "system", "content": EXPLAIN_SYSTEM}]
@@ -94,6 +101,7 @@ def explain_messages(feature_label: str, examples: list[tuple[str, int]]) -> lis
     msgs.append({"role": "user", "content": f"{feature_label}\n{body}\n\nThis feature looks mainly for"})
     return msgs
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0021
 def simulate_messages(explanation: str, context: list[str], position: int) -> list[dict]:
     "Chat messages asking for one token's 0–9 activation from the explanation alone."
     msgs = [{"role": "system", "content": SIMULATE_SYSTEM}]
@@ -102,6 +110,7 @@ def simulate_messages(explanation: str, context: list[str], position: int) -> li
     msgs.append({"role": "user", "content": f"Explanation: {explanation.strip()}\nContext: {ctx}\nToken: {quote(context[position])}"})
     return msgs
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0024
 def digit_from_response(resp: dict) -> int:
     "The simulated 0–9 score: argmax over digit tokens in the top log-probabilities, else the first digit of the text."
     choice = resp["choices"][0]
@@ -120,6 +129,7 @@ def digit_from_response(resp: dict) -> int:
 class AutointerpError(RuntimeError):
     "An explainer or simulator request that cannot succeed (bad key, bad model, exhausted retries)."
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0027
 class ChatClient:
     "Minimal OpenAI-compatible chat-completions client with retries, rate limiting and a disk cache."
     def __init__(self, model: str, base_url: str, api_key: str, cache_dir: str | Path, max_retries: int = 5,
@@ -191,6 +201,7 @@ class OpenAIBackend:
                                                          top_p=1.0, max_tokens=1, logprobs=True, top_logprobs=10))
                 for i in range(len(context))]
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0031
 class OfflineProxyBackend:
     "No network, no model: the explanation lists characteristic tokens with typical levels; the simulator looks them up."
     name = "offline-proxy"
@@ -220,6 +231,7 @@ class OfflineProxyBackend:
         loose = {k.strip().lower(): v for k, v in table.items()}
         return [table.get(t, loose.get(t.strip().lower(), 0) if t.strip() else 0) for t in context]
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0033
 def make_backend(backend: str, model: str, cache_dir: Path, max_retries: int = 5, requests_per_minute: float = 300.0,
                  timeout_s: float = 60.0):
     "'offline', 'openai', or 'auto' (the API when OPENAI_API_KEY is set, else the offline proxy)."
@@ -241,11 +253,13 @@ class FeatureScore:
     n_tokens: int
     n_examples: int
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0037
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.std() == 0 or b.std() == 0: return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0039
 def score_feature(backend, store: ActivationStore, tok, feature: int, explain_blocks: np.ndarray, score_blocks: np.ndarray,
                   holdout_top: int, holdout_random: int, seed: int, label: str = "") -> FeatureScore:
     "Explain from the explanation blocks, simulate on held-out blocks (top + random), score by Pearson r."
@@ -268,15 +282,15 @@ def score_feature(backend, store: ActivationStore, tok, feature: int, explain_bl
         sim += list(unquantise(backend.simulate(explanation, ctx), lo, hi)); true += list(col[b])
     return FeatureScore(int(feature), explanation, pearson(sim, true), len(true), len(pos))
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0042
 def split_blocks(n_blocks: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     "Explanation and held-out scoring blocks: a seeded half/half split of the shared evaluation blocks."
     perm = np.random.default_rng(seed).permutation(n_blocks)
     return np.sort(perm[: n_blocks // 2]), np.sort(perm[n_blocks // 2:])
 
+# %% ../nbs/08_autointerp.ipynb #8a0c0044
 def plot_scores(groups: dict[str, list[float]], backend_label: str, title: str):
     "Figure 6: one histogram of scores per group, with its mean."
-    import matplotlib.pyplot as plt
-    import textwrap
     fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 3.9), sharex=True, squeeze=False)
     bins = np.linspace(-0.2, 1.0, 25)
     for ax, (name, vals) in zip(axes[0], groups.items()):

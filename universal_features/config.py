@@ -8,20 +8,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .files import atomic_write_text
+
 # %% auto #0
-__all__ = ['PROFILES', 'DEFAULT_PROFILE', 'LOCATION_KEYS', 'DomainConfig', 'FilterConfig', 'DataConfig', 'TokenizerConfig',
-           'ModelConfig', 'TrainConfig', 'MergeConfig', 'SAEConfig', 'MatchingConfig', 'CaseStudyConfig',
-           'AutointerpConfig', 'ReportConfig', 'Config', 'smoke_profile', 'cpu_profile', 'gpu_profile', 'paper_profile',
-           'ConfigError', 'valid_keys', 'apply_overrides', 'get_config', 'to_dict', 'from_dict', 'atomic_write_text',
-           'save_config', 'load_config', 'select', 'config_hash']
+__all__ = ['LOCATION_KEYS', 'DomainConfig', 'FilterConfig', 'DataConfig', 'TokenizerConfig', 'ModelConfig', 'TrainConfig',
+           'MergeConfig', 'SAEConfig', 'MatchingConfig', 'CaseStudyConfig', 'AutointerpConfig', 'ReportConfig',
+           'Config', 'ConfigError', 'valid_keys', 'apply_overrides', 'to_dict', 'from_dict', 'save_config',
+           'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #3f1106a0
 @dataclass
@@ -34,6 +33,7 @@ class DomainConfig:
     validation_fraction: float = 0.05  # share of bytes held out, by package/group, never by random file
     max_doc_chars: int = 0           # split longer prose documents at paragraph breaks (0 = never)
 
+# %% ../nbs/00_config.ipynb #c0a1e003
 @dataclass
 class FilterConfig:
     "The Stack v1 quality filters for code, plus near-duplicate removal (data_sources.md §3)."
@@ -45,6 +45,7 @@ class FilterConfig:
     near_dup_min_line_chars: int = 12
     near_dup_max_postings: int = 50  # cap on kept files remembered per line (very common lines carry no signal)
 
+# %% ../nbs/00_config.ipynb #c0a1e005
 @dataclass
 class DataConfig:
     "The four corpora of the paper (§3.1): English (BabyLM), Python, Lua, TinyStories."
@@ -58,6 +59,7 @@ class DataConfig:
     tinystories: DomainConfig = field(default_factory=DomainConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
 
+# %% ../nbs/00_config.ipynb #c0a1e008
 @dataclass
 class TokenizerConfig:
     "One BPE tokenizer shared by all models (paper: Mistral-7B-v0.1's 32k SentencePiece BPE)."
@@ -68,6 +70,7 @@ class TokenizerConfig:
     map_batch_size: int = 1000        # documents per packing batch; the remainder of each batch is dropped (paper §3.2)
     num_proc: int = 1
 
+# %% ../nbs/00_config.ipynb #c0a1e011
 @dataclass
 class ModelConfig:
     "One-layer Mistral-style decoder (paper_notes §2.1)."
@@ -83,6 +86,7 @@ class ModelConfig:
     initializer_range: float = 0.02
     tie_embeddings: bool = False
 
+# %% ../nbs/00_config.ipynb #c0a1e014
 @dataclass
 class TrainConfig:
     "Optimiser and schedule for one LM training run (base or fine-tune)."
@@ -103,6 +107,7 @@ class TrainConfig:
     eval_every: int = 200
     log_every: int = 10
 
+# %% ../nbs/00_config.ipynb #c0a1e016
 @dataclass
 class MergeConfig:
     "SLERP merge of the two fine-tunes (paper_notes §5). t = 0 is the TinyStories model, t = 1 the Lua model."
@@ -114,6 +119,7 @@ class MergeConfig:
     eps: float = 1e-8
     dot_threshold: float = 0.9995    # |cos| above this falls back to linear interpolation (mergekit)
 
+# %% ../nbs/00_config.ipynb #c0a1e019
 @dataclass
 class SAEConfig:
     "Sparse autoencoder on blocks.0.mlp.hook_post (paper_notes §6)."
@@ -139,6 +145,7 @@ class SAEConfig:
     seed: int = 1
     null_seed_offset: int = 1000     # second SAE on base and Lua: the null control
 
+# %% ../nbs/00_config.ipynb #c0a1e022
 @dataclass
 class MatchingConfig:
     "Feature matching across models (paper_notes §7)."
@@ -149,6 +156,7 @@ class MatchingConfig:
     n_bootstrap: int = 200
     seed: int = 0
 
+# %% ../nbs/00_config.ipynb #c0a1e024
 @dataclass
 class CaseStudyConfig:
     "Case-study features, dashboards and the explorer (paper_notes §9–§10, ecosystem_notes §4)."
@@ -162,6 +170,7 @@ class CaseStudyConfig:
     snippet_max_chars: int = 72      # longest line allowed in a snippet
     explorer_features: int = 3       # features per category on the explorer's static page
 
+# %% ../nbs/00_config.ipynb #c0a1e027
 @dataclass
 class AutointerpConfig:
     "Explain, simulate, score (paper_notes §8)."
@@ -176,6 +185,7 @@ class AutointerpConfig:
     timeout_s: float = 60.0
     seed: int = 0
 
+# %% ../nbs/00_config.ipynb #c0a1e029
 @dataclass
 class ReportConfig:
     "Where the reference run's figures and tables are published."
@@ -183,6 +193,7 @@ class ReportConfig:
     figure_formats: tuple[str, ...] = ("png", "pdf")
     dpi: int = 150
 
+# %% ../nbs/00_config.ipynb #c0a1e032
 @dataclass
 class Config:
     "The whole experiment: one instance per profile, one section per stage."
@@ -199,123 +210,15 @@ class Config:
     autointerp: AutointerpConfig = field(default_factory=AutointerpConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
-# %% ../nbs/00_config.ipynb #ca4f83cb
-_LUA_SMALL = ["deb:lua-penlight=1.13.1-3", "deb:lua-ldoc=1.4.6-2", "deb:lua-check=1.1.0-1",
-              "deb:lua-unit=3.4-2", "deb:luarocks=3.8.0+dfsg1-1"]
-_LUA_CPU = ["deb:nmap-common=7.93+dfsg1-1", *_LUA_SMALL, "deb:lua-http=0.4-1", "deb:lua-lgi=0.9.2-3",
-            "deb:lua-ljsyscall=0.12-1.1", "deb:lua-cgi=5.2~alpha2-2", "deb:lua-orbit=2.2.1+dfsg-2",
-            "deb:lua-uri=0.1+20130926+git14fa255d-2", "deb:lua-busted=2.1.1-1", "deb:lua-luassert=1.9.0-1",
-            "deb:lua-json=1.3.4-2", "deb:lua-cliargs=3.0-2-5", "deb:lua-resty-core=0.1.25-1",
-            "deb:lua-wsapi=1.6.1-2", "deb:awesome=4.3-7", "deb:prosody=0.12.3-1+deb12u1",
-            "deb:lmod=8.6.19-1", "deb:vis=0.8-1"]
-_LUA_GPU = ["deb:context=2021.03.05.20230120+dfsg-1+deb12u1", *_LUA_CPU, "deb:texlive-luatex=2022.20230122-3",
-            "deb:rspamd=3.4-1", "deb:neovim-runtime=0.7.2-7"]
-_PY_CPU = ["stdlib", "pypi:networkx==3.6.1", "pypi:django==5.2.19"]
-_PY_GPU = [*_PY_CPU, "pypi:twisted==26.10.0", "pypi:sphinx==9.0.4", "pypi:pylint==4.1.4",
-           "pypi:tornado==6.6.1", "pypi:sqlalchemy==2.1.9", "pypi:sympy==1.14.0"]
-_BABYLM_FILES = [f"datadir:babylm/{n}.jsonl" for n in ("childes", "switchboard", "children_stories", "cbt", "gutenberg")]
-_ENGLISH_REGISTRY = ["fortunes:fortunes=1:1.99.1-7.3", "wordnet:wordnet-base=1:3.0-37"]
-_TINYSTORIES = ["datadir:tinystories/stories.jsonl"]
-
-# The paper's corpora on the HF Hub (paper_notes §3.1).
-_HUB = dict(english=("nilq/babylm-100M", "text"), python=("nilq/small-python-stack", "content"),
-            lua=("nilq/small-lua-stack", "content"), tinystories=("roneneldan/TinyStories", "text"))
-
-def _domains(sizes: dict[str, float], sources: dict[str, list[str]], validation_fraction=0.05) -> dict:
-    "DomainConfig per domain, with the hub ids of the paper's corpora."
-    return {d: DomainConfig(sources=list(sources[d]), hub_id=_HUB[d][0], hub_text_column=_HUB[d][1],
-                            max_train_mb=sizes[d], validation_fraction=validation_fraction,
-                            max_doc_chars=0 if d in ("python", "lua") else 20_000)
-            for d in ("english", "python", "lua", "tinystories")}
-
-def smoke_profile() -> Config:
-    "The whole pipeline in seconds on 2 cores: tiny corpora, tiny model, tiny SAE. Used by the tests."
-    doms = _domains(dict(english=0.3, python=0.3, lua=0.3, tinystories=0.3),
-                    dict(english=_BABYLM_FILES[:3] + _ENGLISH_REGISTRY[:1], python=["stdlib"], lua=_LUA_SMALL,
-                         tinystories=_TINYSTORIES), validation_fraction=0.1)
-    return Config(
-        profile="smoke",
-        data=DataConfig(**doms),
-        tokenizer=TokenizerConfig(vocab_size=512, sample_mb_per_domain=0.1),
-        model=ModelConfig(d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64, context_length=64),
-        train=TrainConfig(lr=3e-3, warmup_steps=5, max_steps=30, batch_size=8, checkpoint_every=10,
-                          eval_every=10, log_every=5),
-        finetune=TrainConfig(lr=1e-3, weight_decay=0.01, warmup_steps=5, max_steps=15, batch_size=8,
-                             checkpoint_every=10, eval_every=10, log_every=5),
-        sae=SAEConfig(expansion_factor=4, n_train_tokens=20_000, batch_size_tokens=256, buffer_contexts=64,
-                      l1_warmup_steps=10, lr_warmup_steps=5, eval_blocks=200),
-        matching=MatchingConfig(n_eval_blocks=40, n_bootstrap=20),
-        case_studies=CaseStudyConfig(max_code_docs=40, max_code_tokens=6000, min_support=5, top_contexts=4,
-                                     explorer_features=1),
-        autointerp=AutointerpConfig(n_features=6, n_persisting=6, holdout_top=2, holdout_random=2),
-    )
-
-def cpu_profile() -> Config:
-    "The reference run: the whole pipeline in 20–30 minutes on 2 CPU cores; publishes figures/ and paper/."
-    doms = _domains(dict(english=6.0, python=6.0, lua=5.0, tinystories=5.0),
-                    dict(english=_BABYLM_FILES + _ENGLISH_REGISTRY, python=_PY_CPU, lua=_LUA_CPU,
-                         tinystories=_TINYSTORIES))
-    return Config(profile="cpu", data=DataConfig(**doms), report=ReportConfig(publish=True))
-
-def gpu_profile() -> Config:
-    "The paper's architecture (d 512, 16/8 heads, d_mlp 1024, context 256, batch 64, SAE 16384) on all offline corpora."
-    doms = _domains(dict(english=0.0, python=0.0, lua=0.0, tinystories=0.0),
-                    dict(english=_BABYLM_FILES + _ENGLISH_REGISTRY, python=_PY_GPU, lua=_LUA_GPU,
-                         tinystories=_TINYSTORIES), validation_fraction=0.03)
-    return Config(
-        profile="gpu",
-        data=DataConfig(**doms),
-        tokenizer=TokenizerConfig(vocab_size=8192, sample_mb_per_domain=10.0, num_proc=8),
-        model=ModelConfig(d_model=512, n_heads=16, n_kv_heads=8, d_mlp=1024, context_length=256),
-        train=TrainConfig(lr=6e-4, weight_decay=0.1, warmup_steps=100, epochs=1.0, batch_size=64,
-                          checkpoint_every=1000, eval_every=500, log_every=20),
-        finetune=TrainConfig(lr=1e-4, weight_decay=0.01, warmup_steps=100, epochs=1.0, batch_size=64,
-                             checkpoint_every=1000, eval_every=500, log_every=20),
-        sae=SAEConfig(expansion_factor=16, batch_size_tokens=4096, n_train_tokens=100_000_000, lr=4e-4,
-                      buffer_contexts=16384, l1_warmup_steps=2000, lr_warmup_steps=500),
-        matching=MatchingConfig(n_eval_blocks=2000, chunk_tokens=32768),
-    )
-
-def paper_profile() -> Config:
-    "The paper's data (HF Hub) and hyperparameters exactly as in paper_notes §2–§6; needs the Hub."
-    doms = _domains(dict(english=0.0, python=0.0, lua=0.0, tinystories=0.0),
-                    dict(english=[], python=[], lua=[], tinystories=[]), validation_fraction=0.2)
-    for d in doms.values(): d.max_doc_chars = 0
-    return Config(
-        profile="paper",
-        data=DataConfig(hub="require", **doms),
-        # §2.1: Mistral-7B-v0.1 SentencePiece BPE, 32k vocabulary, BOS per document, no EOS (§3.2)
-        tokenizer=TokenizerConfig(vocab_size=32000, pretrained="mistralai/Mistral-7B-v0.1", num_proc=8),
-        # §2.1: 1 layer, d 512, 16 heads / 8 KV heads, d_mlp 1024, RoPE 1e4, RMSNorm 1e-6, untied; §3.2: blocks of 256
-        model=ModelConfig(d_model=512, n_heads=16, n_kv_heads=8, d_mlp=1024, context_length=256),
-        # §4: base AdamW lr 6e-4 cosine, no warmup, wd 0.1, 3 epochs, batch 64 x 256, grad clip 1.0, seed 42, fp32
-        train=TrainConfig(lr=6e-4, weight_decay=0.1, warmup_steps=0, epochs=3.0, batch_size=64, precision="fp32",
-                          checkpoint_every=5000, eval_every=5000, log_every=1),
-        # §4: fine-tunes lr 2e-5 cosine, warmup 500, wd 0.01, 1 epoch, from the base
-        finetune=TrainConfig(lr=2e-5, weight_decay=0.01, warmup_steps=500, epochs=1.0, batch_size=64,
-                             precision="fp32", checkpoint_every=5000, eval_every=5000, log_every=1),
-        # §5.1/§13 D1: the released merge is mergekit t = 0.58 with Lua-FT as base, i.e. 0.42 in our orientation
-        merge=MergeConfig(t=0.42),
-        # §6.1: 16x (16384 latents), blocks of 24, batch 128 blocks, Adam lr 1e-4 β2 0.9999, constant LR,
-        # l1 3e-4 (TinyStories 3e-3) at HEAD, seed 1337
-        sae=SAEConfig(expansion_factor=16, block_size=24, batch_size_tokens=128 * 24, lr=1e-4,
-                      betas=(0.9, 0.9999), l1_coefficient=3e-4, l1_coefficient_by_model={"tinystories": 3e-3},
-                      l1_warmup_steps=0, lr_warmup_steps=0, lr_decay_fraction=0.0, n_train_tokens=0,
-                      dead_remedy="none", seed=1337),
-        # §7: threshold 0.8 on 1000 validation blocks of 24 tokens
-        matching=MatchingConfig(threshold=0.8, n_eval_blocks=1000),
-    )
-
-PROFILES = {"smoke": smoke_profile, "cpu": cpu_profile, "gpu": gpu_profile, "paper": paper_profile}
-DEFAULT_PROFILE = "cpu"
-
 # %% ../nbs/00_config.ipynb #4651dbe4
 class ConfigError(ValueError):
     "A profile, key or value that does not exist or does not parse."
 
+# %% ../nbs/00_config.ipynb #c0a1e051
 def _field_types(obj) -> dict[str, Any]:
     return typing.get_type_hints(type(obj))
 
+# %% ../nbs/00_config.ipynb #c0a1e054
 def _parse_value(text: str, tp, key: str):
     "Parse `text` as a value of type `tp` (bool, int, float, str, Optional, list, tuple, dict)."
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -342,6 +245,7 @@ def _parse_value(text: str, tp, key: str):
         raise ConfigError(f"cannot parse {key}={text!r} as {tp}: {e}") from None
     raise ConfigError(f"{key}: unsupported type {tp}")
 
+# %% ../nbs/00_config.ipynb #c0a1e056
 def valid_keys(cfg: Config) -> list[str]:
     "Every overridable dotted key of `cfg`."
     out = []
@@ -353,6 +257,7 @@ def valid_keys(cfg: Config) -> list[str]:
     walk(cfg, "")
     return out
 
+# %% ../nbs/00_config.ipynb #c0a1e059
 def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
     "A copy of `cfg` with `key=value` overrides applied (strings or a dict of key → value)."
     cfg = from_dict(to_dict(cfg))
@@ -371,22 +276,18 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
         setattr(obj, name, value)
     return cfg
 
+# %% ../nbs/00_config.ipynb #c0a1e060
 def _split_override(text: str) -> tuple[str, str]:
     if "=" not in text: raise ConfigError(f"override {text!r} is not of the form section.field=value")
     k, v = text.split("=", 1)
     return k.strip(), v
 
-# %% ../nbs/00_config.ipynb #12086b4b
-def get_config(profile: str = DEFAULT_PROFILE, overrides: list[str] | dict | None = None) -> Config:
-    "The named profile with `overrides` applied."
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    return apply_overrides(PROFILES[profile](), overrides)
-
+# %% ../nbs/00_config.ipynb #c0a1e063
 def to_dict(cfg) -> dict:
     "Plain JSON-able dict of a config (tuples become lists)."
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
+# %% ../nbs/00_config.ipynb #c0a1e065
 def _build(tp, value):
     "Rebuild a value of annotated type `tp` from its JSON form."
     if dataclasses.is_dataclass(tp):
@@ -395,44 +296,30 @@ def _build(tp, value):
         unknown = set(value) - known
         if unknown: raise ConfigError(f"unknown config keys {sorted(unknown)} for {tp.__name__}; valid: {sorted(known)}")
         return tp(**{k: _build(hints[k], v) for k, v in value.items()})
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    origin = typing.get_origin(tp)
     if origin is tuple and value is not None: return tuple(value)
     return value
 
+# %% ../nbs/00_config.ipynb #c0a1e067
 def from_dict(d: dict) -> Config:
     "Inverse of `to_dict`."
     return _build(Config, d)
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    "Write `text` to `path` through a temp file in the same folder and a rename: never a half-written file."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f: f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
-    return path
-
+# %% ../nbs/00_config.ipynb #c0a1e072
 def save_config(cfg: Config, path: str | Path) -> Path:
     "Write the resolved config as JSON."
     return atomic_write_text(path, json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
+# %% ../nbs/00_config.ipynb #c0a1e074
 def load_config(path: str | Path) -> Config:
     "Read a config written by `save_config`."
     return from_dict(json.loads(Path(path).read_text()))
 
+# %% ../nbs/00_config.ipynb #c0a1e077
 # Fields that say where things are on this machine, not what is computed: never part of a cache key.
 LOCATION_KEYS = ("data.data_dir", "data.cache_dir")
 
-def select(cfg: Config, key: str):
-    "The value at a dotted key (a whole section or one field)."
-    obj = cfg
-    for p in key.split("."):
-        if not hasattr(obj, p): raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys(cfg))}")
-        obj = getattr(obj, p)
-    return obj
-
+# %% ../nbs/00_config.ipynb #c0a1e079
 def config_hash(cfg: Config, keys: typing.Sequence[str] | None = None) -> str:
     "sha256 over the canonical JSON of the given keys (all of the config when None), location keys excluded."
     d = to_dict(cfg)

@@ -6,359 +6,30 @@ split by package, with a provenance manifest."""
 # %% ../nbs/01_data.ipynb #1d63fbea
 from __future__ import annotations
 
-import glob
 import hashlib
-import io
 import json
-import os
-import platform
 import random
-import re
-import shutil
-import socket
-import subprocess
-import sys
-import sysconfig
-import tempfile
 import unicodedata
-import zipfile
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from tqdm import tqdm
 
-from .config import Config, DomainConfig, FilterConfig, atomic_write_text
-from .reproduce import Run, Stage
+from .config import Config, DomainConfig, FilterConfig
+from .files import atomic_write_text
+from .lineage import CODE_DOMAINS, DOMAINS
+from .run import Run, Stage
+from .sources import DataError, Doc, SourceInfo, read_hub, read_source, use_hub
 
 # %% auto #0
-__all__ = ['STAGE', 'DOMAINS', 'CODE_DOMAINS', 'KNOWN_LICENSES', 'LUA_EXCLUDE', 'DATADIR_LICENSES', 'DataError', 'data_dir',
-           'cache_dir', 'sha256_file', 'Doc', 'SourceInfo', 'SourceSpec', 'parse_source', 'download_wheel',
-           'download_deb', 'deb_license', 'wheel_license', 'read_stdlib', 'read_wheel', 'read_deb_lua', 'read_fortunes',
-           'read_wordnet', 'read_datadir', 'read_source', 'hub_reachable', 'read_hub', 'use_hub', 'stack_filter',
-           'code_key', 'prose_key', 'normalize_prose', 'NearDupIndex', 'clean_code', 'clean_prose', 'split_paragraphs',
-           'split_by_group', 'cap_docs', 'DomainCorpus', 'build_domain', 'write_jsonl', 'read_jsonl', 'manifest_rows',
-           'manifest_markdown', 'build_corpora']
+__all__ = ['STAGE', 'stack_filter', 'code_key', 'prose_key', 'normalize_prose', 'NearDupIndex', 'clean_code', 'clean_prose',
+           'split_paragraphs', 'split_by_group', 'cap_docs', 'DomainCorpus', 'build_domain', 'write_jsonl',
+           'read_jsonl', 'manifest_rows', 'manifest_markdown', 'build_corpora']
 
 # %% ../nbs/01_data.ipynb #6bdcf3e7
 STAGE = Stage("data", reads=("data",))
-DOMAINS = ("english", "python", "lua", "tinystories")
-CODE_DOMAINS = ("python", "lua")
-
-# %% ../nbs/01_data.ipynb #3dadb51d
-class DataError(RuntimeError):
-    "A source that cannot be read, with what to do about it."
-
-def data_dir(cfg: Config) -> Path:
-    "The folder holding tinystories/ and babylm/."
-    d = cfg.data.data_dir or os.environ.get("UF_DATA_DIR", "")
-    if not d:
-        raise DataError("no data directory: set UF_DATA_DIR (or --set data.data_dir=PATH) to the folder that holds "
-                        "tinystories/stories.jsonl and babylm/*.jsonl (in this project: ../shared/data)")
-    p = Path(d).expanduser().resolve()
-    if not p.is_dir(): raise DataError(f"data directory {p} does not exist: point UF_DATA_DIR at the folder with tinystories/ and babylm/")
-    return p
-
-def cache_dir(cfg: Config) -> Path:
-    "Download and extraction cache, outside the repository."
-    d = cfg.data.cache_dir or os.environ.get("UF_CACHE_DIR", "") or "~/.cache/universal_features"
-    p = Path(d).expanduser().resolve(); p.mkdir(parents=True, exist_ok=True)
-    return p
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
-    return h.hexdigest()
-
-# %% ../nbs/01_data.ipynb #ca35f0b7
-@dataclass
-class Doc:
-    "One document: a file of code, a story, a book chunk."
-    text: str
-    source: str
-    group: str
-    split: str | None = None   # set when the source fixes the split (TinyStories' HF split)
-    spec: str = ""             # the source spec it came from (set by `build_domain`)
-
-@dataclass
-class SourceInfo:
-    "Provenance of one source."
-    spec: str
-    kind: str
-    name: str
-    version: str
-    license: str
-    sha256: str
-    location: str
-    role: str            # "paper corpus", "subset of paper corpus" or "stand-in"
-    stands_in_for: str = ""
-
-@dataclass(frozen=True)
-class SourceSpec:
-    kind: str
-    name: str
-    version: str
-
-    @property
-    def spec(self) -> str:
-        if self.kind == "stdlib": return "stdlib"
-        sep = "==" if self.kind == "pypi" else "="
-        return f"{self.kind}:{self.name}{sep + self.version if self.version else ''}"
-
-_KINDS = ("stdlib", "pypi", "deb", "fortunes", "wordnet", "datadir", "hf")
-
-def parse_source(spec: str) -> SourceSpec:
-    "`stdlib`, `pypi:NAME==VER`, `deb:NAME=VER`, `fortunes:PKG=VER`, `wordnet:PKG=VER`, `datadir:PATH`, `hf:ID`."
-    if spec == "stdlib": return SourceSpec("stdlib", "cpython", platform.python_version())
-    kind, _, rest = spec.partition(":")
-    if kind not in _KINDS or not rest:
-        raise DataError(f"bad source spec {spec!r}: use one of stdlib, pypi:NAME==VER, deb:NAME=VER, "
-                        "fortunes:PKG=VER, wordnet:PKG=VER, datadir:PATH, hf:ID")
-    if kind == "pypi":
-        name, _, ver = rest.partition("==")
-        if not ver: raise DataError(f"{spec!r}: pin the version, e.g. pypi:{name}==1.0")
-        return SourceSpec(kind, name, ver)
-    if kind in ("deb", "fortunes", "wordnet"):
-        name, _, ver = rest.partition("=")
-        if not ver: raise DataError(f"{spec!r}: pin the Debian version, e.g. deb:{name}=1.0-1 (apt-cache policy {name})")
-        return SourceSpec(kind, name, ver)
-    return SourceSpec(kind, rest, "")
-
-# %% ../nbs/01_data.ipynb #cdb1c79d
-def _run(cmd: list[str], cwd: Path, what: str, hint: str) -> None:
-    try:
-        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
-    except FileNotFoundError:
-        raise DataError(f"{what}: `{cmd[0]}` is not available on this machine. {hint}") from None
-    if r.returncode != 0:
-        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
-        raise DataError(f"{what} failed: {' | '.join(tail)}. {hint}")
-
-def download_wheel(name: str, version: str, cache: Path) -> Path:
-    "The wheel (or sdist) of name==version, downloaded once into the cache."
-    dest = cache / "pypi" / f"{name}-{version}"
-    found = sorted(dest.glob("*")) if dest.is_dir() else []
-    if found: return found[0]
-    tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=cache))
-    try:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-              "--only-binary", ":all:", "-d", str(tmp), f"{name}=={version}"], tmp,
-             f"pip download {name}=={version}", "Check the network to PyPI, or drop this source from the profile.")
-        files = sorted(tmp.iterdir())
-        if len(files) != 1: raise DataError(f"pip download {name}=={version} gave {len(files)} files, expected one")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return sorted(dest.iterdir())[0]
-
-def download_deb(name: str, version: str, cache: Path) -> tuple[Path, Path]:
-    "The .deb of name=version and its unpacked tree, both cached."
-    dest = cache / "deb" / f"{name}_{version.replace(':', '%3a')}"
-    if (dest / "root").is_dir() and list(dest.glob("*.deb")): return next(dest.glob("*.deb")), dest / "root"
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise DataError(f"Lua and Debian sources need apt-get and dpkg-deb, which this machine lacks; use the paper's "
-                        f"corpus instead: --set data.hub=require (HF dataset nilq/small-lua-stack for Lua)")
-    tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=cache))
-    try:
-        _run(["apt-get", "download", f"{name}={version}"], tmp, f"apt-get download {name}={version}",
-             "Run `apt-get update` (as root) so apt knows the package, check `apt-cache policy "
-             f"{name}` for the version, or load Lua from the HF Hub (nilq/small-lua-stack) with --set data.hub=require")
-        debs = list(tmp.glob("*.deb"))
-        if len(debs) != 1: raise DataError(f"apt-get download {name}={version} gave {len(debs)} .deb files")
-        _run(["dpkg-deb", "-x", str(debs[0]), str(tmp / "root")], tmp, f"dpkg-deb -x {debs[0].name}",
-             "The download may be corrupt: delete it from the cache and rerun.")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return next(dest.glob("*.deb")), dest / "root"
-
-def deb_license(root: Path, name: str) -> str:
-    "License fields of the package's Debian copyright file."
-    f = root / "usr/share/doc" / name / "copyright"
-    if not f.is_file(): return "see the package's Debian copyright file"
-    # DEP-5 License fields are short identifiers; free-text lines after "License:" in older files are not
-    lics = list(dict.fromkeys(m.strip() for m in re.findall(r"^License:\s*(.+)$", f.read_text(errors="replace"), re.M)
-                              if len(m.strip()) <= 40))
-    if lics: return " / ".join(lics[:6])
-    return KNOWN_LICENSES.get(name, f"see /usr/share/doc/{name}/copyright (no machine-readable License field)")
-
-# Packages whose copyright file has no machine-readable License field (data_sources.md §5.2).
-KNOWN_LICENSES = {"fortunes": "BSD (fortune) / mixed quotations"}
-
-def wheel_license(whl: Path) -> str:
-    "License-Expression, License or license classifiers from the wheel's METADATA."
-    with zipfile.ZipFile(whl) as z:
-        meta = next((n for n in z.namelist() if n.endswith(".dist-info/METADATA")), None)
-        if meta is None: return "unknown"
-        text = z.read(meta).decode(errors="replace").split("\n\n", 1)[0]
-    for key in ("License-Expression", "License"):
-        m = re.search(rf"^{key}:\s*(.+)$", text, re.M)
-        if m and len(m.group(1)) < 80: return m.group(1).strip()
-    cls = re.findall(r"^Classifier: License :: (?:OSI Approved :: )?(.+)$", text, re.M)
-    return " / ".join(cls) if cls else "unknown"
-
-# %% ../nbs/01_data.ipynb #51d38640
-LUA_EXCLUDE = re.compile(r"/Locale/|/nselib/data/|/patterns/|char-def\.lua|lua-uca-ducet|luaotfload-characters|/lang-[a-z]+\.lua$")
-
-def _read_text(path: Path) -> str | None:
-    try: return path.read_bytes().decode("utf-8")
-    except (UnicodeDecodeError, OSError): return None
-
-def _tree_files(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    out = []
-    for d, dirs, files in os.walk(root):
-        dirs[:] = sorted(x for x in dirs if x not in ("__pycache__", "site-packages", "dist-packages"))
-        for f in sorted(files):
-            p = Path(d) / f
-            if f.endswith(suffixes) and not p.is_symlink() and p.is_file(): out.append(p)
-    return out
-
-def _python_group(rel: str) -> str:
-    parts = rel.split("/")
-    if len(parts) == 1: return parts[0].removesuffix(".py")
-    return "/".join(parts[:2]).removesuffix(".py") if parts[0] in ("test", "tests") or len(parts) > 2 else parts[0]
-
-def read_stdlib() -> tuple[list[Doc], SourceInfo]:
-    "The .py files of the running interpreter's standard library (no site-packages)."
-    root = Path(sysconfig.get_paths()["stdlib"])
-    docs, tree = [], hashlib.sha256()
-    for p in _tree_files(root, (".py",)):
-        rel = p.relative_to(root).as_posix()
-        raw = p.read_bytes(); tree.update(rel.encode() + b"\0" + hashlib.sha256(raw).digest())
-        try: text = raw.decode("utf-8")
-        except UnicodeDecodeError: text = ""
-        docs.append(Doc(text, f"stdlib:{rel}", f"stdlib/{_python_group(rel)}"))
-    ver = platform.python_version()
-    return docs, SourceInfo("stdlib", "stdlib", "CPython standard library", f"{platform.python_implementation()} {ver}",
-                            "PSF-2.0", tree.hexdigest(), str(root), "stand-in", "The Stack (Python)")
-
-def read_wheel(name: str, version: str, cache: Path) -> tuple[list[Doc], SourceInfo]:
-    "The .py files of a pinned wheel from PyPI."
-    whl = download_wheel(name, version, cache)
-    docs = []
-    with zipfile.ZipFile(whl) as z:
-        for n in sorted(z.namelist()):
-            if not n.endswith(".py") or ".dist-info/" in n or "/__pycache__/" in n: continue
-            try: text = z.read(n).decode("utf-8")
-            except UnicodeDecodeError: text = ""
-            docs.append(Doc(text, f"pypi:{name}=={version}:{n}", f"{name}/{_python_group(n)}"))
-    return docs, SourceInfo(f"pypi:{name}=={version}", "pypi", name, version, wheel_license(whl), sha256_file(whl),
-                            whl.name, "stand-in", "The Stack (Python)")
-
-def read_deb_lua(name: str, version: str, cache: Path) -> tuple[list[Doc], SourceInfo]:
-    "The .lua and .nse files of a pinned Debian package (one group: the package)."
-    deb, root = download_deb(name, version, cache)
-    docs = []
-    for p in _tree_files(root, (".lua", ".nse")):
-        rel = "/" + p.relative_to(root).as_posix()
-        if LUA_EXCLUDE.search(rel): continue
-        docs.append(Doc(_read_text(p) or "", f"deb:{name}={version}:{rel}", f"deb/{name}"))
-    return docs, SourceInfo(f"deb:{name}={version}", "deb", name, version, deb_license(root, name), sha256_file(deb),
-                            deb.name, "stand-in", "The Stack (Lua)")
-
-def read_fortunes(name: str, version: str, cache: Path) -> tuple[list[Doc], SourceInfo]:
-    "Fortune cookies (Debian `fortunes`), one document per cookie, one group per file; the off/ files are skipped."
-    deb, root = download_deb(name, version, cache)
-    docs = []
-    for p in sorted((root / "usr/share/games/fortunes").glob("*")):
-        if p.suffix or not p.is_file() or p.is_symlink(): continue
-        for i, cookie in enumerate((_read_text(p) or "").split("\n%\n")):
-            if cookie.strip(): docs.append(Doc(cookie.strip(), f"fortunes:{p.name}#{i}", f"fortunes/{p.name}"))
-    return docs, SourceInfo(f"fortunes:{name}={version}", "fortunes", name, version,
-                            deb_license(root, name), sha256_file(deb), deb.name, "stand-in", "BabyLM (short dialogue)")
-
-def read_wordnet(name: str, version: str, cache: Path, per_doc: int = 50) -> tuple[list[Doc], SourceInfo]:
-    "WordNet example sentences (the quoted parts of the glosses), 50 consecutive sentences per document."
-    deb, root = download_deb(name, version, cache)
-    docs = []
-    for pos in ("noun", "verb", "adj", "adv"):
-        sents = []
-        for line in (_read_text(root / f"usr/share/wordnet/data.{pos}") or "").splitlines():
-            if line.startswith(" ") or "|" not in line: continue
-            sents += [s.strip() for s in re.findall(r'"([^"]{3,})"', line.split("|", 1)[1])]
-        for i in range(0, len(sents), per_doc):
-            docs.append(Doc("\n".join(sents[i:i + per_doc]), f"wordnet:{pos}#{i // per_doc}", f"wordnet/{pos}/{i // per_doc}"))
-    return docs, SourceInfo(f"wordnet:{name}={version}", "wordnet", name, version, deb_license(root, name),
-                            sha256_file(deb), deb.name, "stand-in", "BabyLM (simple everyday sentences)")
-
-# Licences of the data directory's files (shared/data/MANIFEST.md).
-DATADIR_LICENSES = {
-    "tinystories/stories.jsonl": "CDLA-Sharing-1.0",
-    "babylm/childes.jsonl": "CC BY-NC-SA 3.0 (non-commercial)",
-    "babylm/switchboard.jsonl": "CC BY-NC-SA 3.0 (non-commercial)",
-    "babylm/children_stories.jsonl": "public domain (US) + MIT package",
-    "babylm/gutenberg.jsonl": "public domain (US)",
-    "babylm/cbt.jsonl": "GFDL (CBT) over public-domain books",
-}
-
-def read_datadir(rel: str, ddir: Path) -> tuple[list[Doc], SourceInfo]:
-    "A JSONL file of the data directory (`text` per line; TinyStories keeps its HF split)."
-    path = ddir / rel
-    if not path.is_file():
-        raise DataError(f"missing data file {path}: UF_DATA_DIR must point at the folder with tinystories/ and babylm/")
-    docs, tiny = [], rel.startswith("tinystories/")
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            try: rec = json.loads(line)
-            except json.JSONDecodeError as e: raise DataError(f"{path}:{i + 1} is not valid JSON ({e}); the file is damaged") from None
-            split = None
-            if tiny: split = "train" if rec.get("hf_split", "train") == "train" else "validation"
-            docs.append(Doc(rec["text"], f"datadir:{rel}#{i}", f"{rel}#{i}", split))
-    role = "subset of paper corpus" if tiny else "stand-in"
-    return docs, SourceInfo(f"datadir:{rel}", "datadir", rel, "", DATADIR_LICENSES.get(rel, "see the data directory's MANIFEST.md"),
-                            sha256_file(path), str(path), role, "roneneldan/TinyStories" if tiny else "BabyLM")
-
-def read_source(spec: str, cfg: Config) -> tuple[list[Doc], SourceInfo]:
-    "Dispatch a source spec to its reader."
-    s = parse_source(spec)
-    if s.kind == "stdlib": return read_stdlib()
-    if s.kind == "pypi": return read_wheel(s.name, s.version, cache_dir(cfg))
-    if s.kind == "deb": return read_deb_lua(s.name, s.version, cache_dir(cfg))
-    if s.kind == "fortunes": return read_fortunes(s.name, s.version, cache_dir(cfg))
-    if s.kind == "wordnet": return read_wordnet(s.name, s.version, cache_dir(cfg))
-    if s.kind == "datadir": return read_datadir(s.name, data_dir(cfg))
-    raise DataError(f"{spec!r}: hf: sources are loaded through data.hub, not listed as offline sources")
-
-# %% ../nbs/01_data.ipynb #943bf39a
-def hub_reachable(timeout: float = 3.0) -> bool:
-    "True when huggingface.co answers on 443 and HF_HUB_OFFLINE is not set."
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", ""): return False
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout): return True
-    except OSError: return False
-
-def read_hub(dc: DomainConfig, cfg: Config) -> tuple[list[Doc], SourceInfo]:
-    "The paper's corpus for one domain from the HF Hub (train and validation)."
-    import datasets
-    kw = dict(cache_dir=str(cache_dir(cfg) / "hf"))
-    splits = datasets.get_dataset_split_names(dc.hub_id)
-    if "validation" in splits:
-        train = datasets.load_dataset(dc.hub_id, split="train", **kw)
-        val = datasets.load_dataset(dc.hub_id, split="validation", **kw)
-    else:
-        train = datasets.load_dataset(dc.hub_id, split="train[20%:]", **kw)
-        val = datasets.load_dataset(dc.hub_id, split="train[:20%]", **kw)
-    docs = [Doc(t, f"hf:{dc.hub_id}:train#{i}", f"train#{i}", "train") for i, t in enumerate(train[dc.hub_text_column])]
-    docs += [Doc(t, f"hf:{dc.hub_id}:validation#{i}", f"validation#{i}", "validation") for i, t in enumerate(val[dc.hub_text_column])]
-    fp = getattr(train, "_fingerprint", "")
-    return docs, SourceInfo(f"hf:{dc.hub_id}", "hf", dc.hub_id, str(fp), "see the dataset card", str(fp),
-                            f"https://huggingface.co/datasets/{dc.hub_id}", "paper corpus")
-
-def use_hub(dc: DomainConfig, cfg: Config) -> bool:
-    "Whether this domain comes from the Hub under `data.hub`."
-    mode = cfg.data.hub
-    if mode not in ("never", "auto", "require"): raise DataError(f"data.hub={mode!r}: use never, auto or require")
-    if mode == "never" or not dc.hub_id: return False
-    if hub_reachable(): return True
-    if mode == "require":
-        raise DataError(f"the HF Hub is unreachable, and data.hub=require needs {dc.hub_id}; run the offline profiles "
-                        "(--profile cpu or gpu) or set data.hub=auto to fall back to the offline stand-ins")
-    return False
 
 # %% ../nbs/01_data.ipynb #5bffa27d
 def stack_filter(text: str, fc: FilterConfig) -> str | None:
@@ -372,14 +43,17 @@ def stack_filter(text: str, fc: FilterConfig) -> str | None:
     if sum(c.isalnum() for c in text) / len(text) < fc.min_alnum_fraction: return "low alphanumeric fraction"
     return None
 
+# %% ../nbs/01_data.ipynb #d0a1e002
 def code_key(text: str) -> str:
     "Exact-dedup key for code: sha1 of the stripped text."
     return hashlib.sha1(text.strip().encode()).hexdigest()
 
+# %% ../nbs/01_data.ipynb #d0a1e004
 def prose_key(text: str) -> str:
     "Exact-dedup key for prose: sha1 of the case-folded, whitespace-collapsed text."
     return hashlib.sha1(" ".join(text.casefold().split()).encode()).hexdigest()
 
+# %% ../nbs/01_data.ipynb #d0a1e006
 def normalize_prose(text: str) -> str:
     "NFC, Unix newlines, stripped."
     return unicodedata.normalize("NFC", text.replace("\r\n", "\n")).strip()
@@ -407,6 +81,7 @@ class NearDupIndex:
             if len(p) < self.max_postings: p.append(self.n)
         self.n += 1
 
+# %% ../nbs/01_data.ipynb #d0a1e010
 def clean_code(docs: Iterable[Doc], fc: FilterConfig) -> tuple[list[Doc], Counter]:
     "Stack filters, exact dedup and near-dup removal, in order (earlier documents win)."
     seen, index, kept, why = set(), NearDupIndex(fc.near_dup_threshold, fc.near_dup_min_line_chars, fc.near_dup_max_postings), [], Counter()
@@ -421,6 +96,7 @@ def clean_code(docs: Iterable[Doc], fc: FilterConfig) -> tuple[list[Doc], Counte
         index.add(d.text); kept.append(d)
     return kept, why
 
+# %% ../nbs/01_data.ipynb #d0a1e013
 def clean_prose(docs: Iterable[Doc], max_doc_chars: int) -> tuple[list[Doc], Counter]:
     "NFC, exact dedup on normalised text, and long documents cut at paragraph breaks."
     seen, kept, why = set(), [], Counter()
@@ -434,6 +110,7 @@ def clean_prose(docs: Iterable[Doc], max_doc_chars: int) -> tuple[list[Doc], Cou
             kept.append(Doc(chunk, d.source if j == 0 else f"{d.source}@{j}", d.group, d.split, d.spec))
     return kept, why
 
+# %% ../nbs/01_data.ipynb #d0a1e014
 def split_paragraphs(text: str, max_chars: int) -> list[str]:
     "Cut `text` at blank lines (else newlines) into chunks of at most `max_chars` (0: no cut)."
     if not max_chars or len(text) <= max_chars: return [text]
@@ -468,6 +145,7 @@ def split_by_group(docs: list[Doc], fraction: float, seed: int) -> tuple[list[Do
         val += [d for d in free if d.group in chosen]
     return train, val
 
+# %% ../nbs/01_data.ipynb #d0a1e017
 def cap_docs(docs: list[Doc], max_mb: float, seed: int) -> list[Doc]:
     "A seeded random subset of whole documents of at most `max_mb` MB (0: all), in their original order."
     if not max_mb: return docs
@@ -493,6 +171,7 @@ class DomainCorpus:
         roles = {s.role for s in self.sources}
         return "paper corpus" if roles == {"paper corpus"} else ("stand-in" if "stand-in" in roles else "subset of paper corpus")
 
+# %% ../nbs/01_data.ipynb #d0a1e021
 def build_domain(domain: str, cfg: Config) -> DomainCorpus:
     "Read, clean, split and cap one domain."
     dc: DomainConfig = getattr(cfg.data, domain)
@@ -514,14 +193,17 @@ def build_domain(domain: str, cfg: Config) -> DomainCorpus:
                         f"add sources to data.{domain}.sources or raise data.{domain}.max_train_mb")
     return DomainCorpus(domain, train, val, [info for _, info in read], dict(why))
 
+# %% ../nbs/01_data.ipynb #d0a1e023
 def write_jsonl(path: Path, docs: list[Doc]) -> Path:
     "One JSON object per document, written atomically."
     return atomic_write_text(path, "".join(json.dumps({"text": d.text, "source": d.source, "group": d.group, "spec": d.spec},
                                                       ensure_ascii=False) + "\n" for d in docs))
 
+# %% ../nbs/01_data.ipynb #d0a1e025
 def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f: return [json.loads(l) for l in f]
 
+# %% ../nbs/01_data.ipynb #d0a1e027
 def manifest_rows(corpus: DomainCorpus) -> list[dict]:
     "Per split and source: documents and bytes, with the source's provenance."
     info = {s.spec: s for s in corpus.sources}
@@ -538,6 +220,7 @@ def manifest_rows(corpus: DomainCorpus) -> list[dict]:
                              role=s.role, paper_corpus=s.role != "stand-in", stands_in_for=s.stands_in_for))
     return rows
 
+# %% ../nbs/01_data.ipynb #d0a1e029
 def manifest_markdown(rows: list[dict], tokens: dict | None = None) -> str:
     "The manifest as a Markdown table (tokens per domain and split when known)."
     head = "| domain | split | source | version | licence | sha256 | docs | MB | tokens | role |\n|---|---|---|---|---|---|---:|---:|---:|---|\n"

@@ -9,11 +9,13 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
+import ipywidgets as W
 import numpy as np
 
-from .dashboards import ActivationStore, best_partners, feature_dashboard
-from .matching import DISPLAY, TRANSITIONS
-from .reproduce import Stage
+from .activations import ActivationStore, best_partners
+from .dashboards import feature_dashboard
+from .lineage import EDGES, display_name
+from .run import Stage
 
 # %% auto #0
 __all__ = ['STAGE', 'CATEGORIES', 'FeatureRow', 'transition_rows', 'Explorer']
@@ -32,6 +34,7 @@ class FeatureRow:
     partner: int
     r: float
 
+# %% ../nbs/09_explorer.ipynb #9e0c0012
 def transition_rows(partners: dict[str, np.ndarray], parent: str, child: str, alive_parent: np.ndarray,
                     alive_child: np.ndarray, category: str, tau: float) -> list[FeatureRow]:
     "Features of one category for one transition, strongest match first."
@@ -48,7 +51,7 @@ def transition_rows(partners: dict[str, np.ndarray], parent: str, child: str, al
 # %% ../nbs/09_explorer.ipynb #1db5f76a
 class Explorer:
     "Interactive browser of matched features: transition, category and r filters; two dashboards side by side."
-    def __init__(self, stores: dict[str, ActivationStore], units: dict, tok, transitions=TRANSITIONS, tau: float = 0.8,
+    def __init__(self, stores: dict[str, ActivationStore], units: dict, tok, transitions=EDGES, tau: float = 0.8,
                  top_contexts: int = 6, n_nearest: int = 5, max_listed: int = 200):
         self.stores, self.units, self.tok, self.tau = stores, units, tok, tau
         self.transitions = [t for t in transitions if t[0] in stores and t[1] in stores]
@@ -77,7 +80,7 @@ class Explorer:
         left = self.dashboard(row.model, row.feature, row.partner_model)
         right = self.dashboard(row.partner_model, row.partner, row.model)
         verdict = "≥" if row.r >= self.tau else "<"
-        left.note = f"{category}: best partner {DISPLAY.get(row.partner_model, row.partner_model)} #{row.partner}, r = {row.r:.3f} {verdict} τ = {self.tau}"
+        left.note = f"{category}: best partner {display_name(row.partner_model)} #{row.partner}, r = {row.r:.3f} {verdict} τ = {self.tau}"
         right.note = f"best partner of the feature on the left (r = {row.r:.3f})"
         return f"<div style='display:flex;gap:8px;align-items:flex-start'>{left.to_html()}{right.to_html()}</div>"
 
@@ -89,8 +92,7 @@ class Explorer:
         return self._widget
 
     def _build(self):
-        import ipywidgets as W
-        self.w_transition = W.Dropdown(options=[(f"{DISPLAY[p]} → {DISPLAY[c]}", (p, c)) for p, c in self.transitions],
+        self.w_transition = W.Dropdown(options=[(f"{display_name(p)} → {display_name(c)}", (p, c)) for p, c in self.transitions],
                                        description="transition")
         self.w_category = W.ToggleButtons(options=list(CATEGORIES), description="features")
         self.w_range = W.FloatRangeSlider(value=(-1.0, 1.0), min=-1.0, max=1.0, step=0.01, description="best r",
@@ -110,7 +112,7 @@ class Explorer:
         self._rows = {i: r for i, r in enumerate(rows[: self.max_listed])}
         self.w_count.value = f"{len(rows)} features" + (f" (first {self.max_listed} listed)" if len(rows) > self.max_listed else "")
         self.w_feature.unobserve(self.on_feature, names="value")     # render once, below, not on every reset
-        self.w_feature.options = [(f"{DISPLAY[r.model]} #{r.feature} → #{r.partner}  r = {r.r:.3f}", i) for i, r in self._rows.items()]
+        self.w_feature.options = [(f"{display_name(r.model)} #{r.feature} → #{r.partner}  r = {r.r:.3f}", i) for i, r in self._rows.items()]
         self.w_feature.value = 0 if self._rows else None
         self.w_feature.observe(self.on_feature, names="value")
         if not self._rows: self.w_out.value = "<p>no features match this selection</p>"
@@ -134,8 +136,8 @@ class Explorer:
             for cat in CATEGORIES:
                 rows = self.rows((p, c), cat)
                 anchor = f"{p}-{c}-{cat}"
-                parts.append(f"<li><a href='#{anchor}'>{html.escape(DISPLAY[p])} → {html.escape(DISPLAY[c])}: {cat} ({len(rows)})</a></li>")
+                parts.append(f"<li><a href='#{anchor}'>{html.escape(display_name(p))} → {html.escape(display_name(c))}: {cat} ({len(rows)})</a></li>")
                 body = "".join(self.pair_html(r, cat) for r in rows[:per_category]) or "<p>none</p>"
-                sections.append(f"<h2 id='{anchor}'>{html.escape(DISPLAY[p])} → {html.escape(DISPLAY[c])}: {cat} "
+                sections.append(f"<h2 id='{anchor}'>{html.escape(display_name(p))} → {html.escape(display_name(c))}: {cat} "
                                 f"({len(rows)} features)</h2>{body}")
         return "".join(parts) + "</ul>" + "".join(sections) + "</body></html>"

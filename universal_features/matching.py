@@ -7,34 +7,41 @@ confidence intervals; the feature flow of Figure 2."""
 # %% ../nbs/06_matching.ipynb #3ebebc59
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+import torch.nn.functional as F
+from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.path import Path as MPath
+from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from .config import MatchingConfig, atomic_write_text
-from .model import LanguageModel, load_model
-from .reproduce import Run, Stage
-from .sae import SparseAutoencoder, load_sae
-from .tokenizer import load_blocks
+from .autoencoder import SparseAutoencoder
+from .files import Table
+from .lineage import LINEAGE, MERGED, ROOT, TRANSITIONS, display_name, generation
+from .model import LanguageModel
+from .run import Stage
 
 # %% auto #0
-__all__ = ['STAGE', 'TRANSITIONS', 'NULL_PAIRS', 'DISPLAY', 'CorrelationAccumulator', 'pearson_matrix', 'Matches', 'max_match',
-           'hungarian_match', 'decoder_cosine', 'transition_counts', 'evaluation_blocks', 'encode_chunk', 'accumulate',
-           'candidate_stats', 'bootstrap_best', 'plot_flow', 'plot_threshold_sweep']
+__all__ = ['STAGE', 'pearson_from_moments', 'CorrelationAccumulator', 'pearson_matrix', 'Matches', 'max_match', 'hungarian_match',
+           'decoder_cosine', 'transition_counts', 'evaluation_blocks', 'encode_chunk', 'accumulate', 'method_matches',
+           'method_rows', 'candidate_stats', 'bootstrap_best', 'persistence_interval', 'bootstrap_intervals',
+           'transitions_table', 'threshold_sweep', 'feature_chains', 'match_rows', 'plot_flow', 'plot_threshold_sweep']
 
 # %% ../nbs/06_matching.ipynb #15019939
 STAGE = Stage("matching", reads=("matching",), needs=("sae",))
-TRANSITIONS = [("base", "lua"), ("base", "tinystories"), ("lua", "luastories"), ("tinystories", "luastories"),
-               ("base", "luastories")]
-NULL_PAIRS = [("base", "base-seed2"), ("lua", "lua-seed2")]
-DISPLAY = {"base": "BabyPython", "lua": "Lua", "tinystories": "TinyStories", "luastories": "LuaStories",
-           "base-seed2": "BabyPython (seed 2)", "lua-seed2": "Lua (seed 2)"}
+
+# %% ../nbs/06_matching.ipynb #m6a0c003
+def pearson_from_moments(cross, mean_a, mean_b, std_a, std_b):
+    "r = (E[ab] − ā b̄)/(σ_a σ_b), broadcast over its arguments (torch or numpy); 0 where either σ is 0."
+    cov = cross - mean_a * mean_b
+    den = std_a * std_b
+    if isinstance(cov, torch.Tensor):
+        return torch.where(den > 1e-12, cov / den.clamp_min(1e-300), torch.zeros_like(cov)).clamp(-1, 1)
+    return np.where(den > 1e-12, cov / np.maximum(den, 1e-300), 0.0).clip(-1, 1)
 
 # %% ../nbs/06_matching.ipynb #8bba2a0c
 class CorrelationAccumulator:
@@ -42,28 +49,27 @@ class CorrelationAccumulator:
     def __init__(self, p: int, q: int, device="cpu"):
         f64 = dict(dtype=torch.float64, device=device)
         self.n = 0
-        self.sa, self.sb = torch.zeros(p, **f64), torch.zeros(q, **f64)
-        self.saa, self.sbb = torch.zeros(p, **f64), torch.zeros(q, **f64)
-        self.sab = torch.zeros(p, q, **f64)
+        self.sa, self.sb = torch.zeros(p, **f64), torch.zeros(q, **f64)       # [p], [q]
+        self.saa, self.sbb = torch.zeros(p, **f64), torch.zeros(q, **f64)     # [p], [q]
+        self.sab = torch.zeros(p, q, **f64)                                   # [p, q]
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        "Add a chunk: a [t, p] and b [t, q] on the same t tokens."
         if a.shape[0] != b.shape[0]: raise ValueError(f"chunks cover {a.shape[0]} and {b.shape[0]} positions; they must be the same tokens")
         self.n += a.shape[0]
-        a64, b64 = a.double(), b.double()  # first and second moments in float64; the cross-product at input precision
+        a64, b64 = a.double(), b.double()
         self.sa += a64.sum(0); self.sb += b64.sum(0)
         self.saa += a64.pow(2).sum(0); self.sbb += b64.pow(2).sum(0)
-        self.sab += (a.T @ b).double()
+        self.sab += (a.T @ b).double()                                        # [p, t] @ [t, q] -> [p, q]
 
     def correlation(self) -> torch.Tensor:
         "[p, q] Pearson r; 0 wherever either feature is constant on the tokens seen."
         n = self.n
         ma, mb = self.sa / n, self.sb / n
-        va, vb = (self.saa / n - ma ** 2).clamp_min(0), (self.sbb / n - mb ** 2).clamp_min(0)
-        cov = self.sab / n - ma[:, None] * mb[None, :]
-        den = (va.sqrt()[:, None] * vb.sqrt()[None, :])
-        r = torch.where(den > 1e-12, cov / den.clamp_min(1e-300), torch.zeros_like(cov))
-        return r.clamp(-1, 1)
+        sa, sb = (self.saa / n - ma ** 2).clamp_min(0).sqrt(), (self.sbb / n - mb ** 2).clamp_min(0).sqrt()
+        return pearson_from_moments(self.sab / n, ma[:, None], mb[None, :], sa[:, None], sb[None, :])
 
+# %% ../nbs/06_matching.ipynb #m6a0c007
 def pearson_matrix(a: torch.Tensor, b: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     "Exact Pearson correlation between every column of `a` and every column of `b`, streamed over row chunks."
     acc = CorrelationAccumulator(a.shape[1], b.shape[1], a.device)
@@ -79,15 +85,16 @@ class Matches:
     child_best: np.ndarray
     child_score: np.ndarray
 
+# %% ../nbs/06_matching.ipynb #m6a0c008
 def max_match(scores: torch.Tensor) -> Matches:
     "Many-to-one: each feature's highest-scoring partner (Bricken et al.; the paper's rule)."
     s = scores.float()
     ps, pb = s.max(1); cs, cb = s.max(0)
     return Matches(pb.cpu().numpy(), ps.cpu().numpy(), cb.cpu().numpy(), cs.cpu().numpy())
 
+# %% ../nbs/06_matching.ipynb #m6a0c010
 def hungarian_match(scores: torch.Tensor) -> Matches:
     "One-to-one assignment maximising the total score (scipy.optimize.linear_sum_assignment)."
-    from scipy.optimize import linear_sum_assignment
     s = scores.float().cpu().numpy()
     rows, cols = linear_sum_assignment(-s)
     pb = np.full(s.shape[0], -1); ps = np.full(s.shape[0], -np.inf, dtype=np.float32)
@@ -95,12 +102,12 @@ def hungarian_match(scores: torch.Tensor) -> Matches:
     pb[rows], ps[rows], cb[cols], cs[cols] = cols, s[rows, cols], rows, s[rows, cols]
     return Matches(pb, ps, cb, cs)
 
-def decoder_cosine(sae_a: SparseAutoencoder, sae_b: SparseAutoencoder) -> torch.Tensor:
-    "Cosine similarity between every pair of decoder directions."
-    da = torch.nn.functional.normalize(sae_a.W_dec.detach().float(), dim=-1)
-    db = torch.nn.functional.normalize(sae_b.W_dec.detach().float(), dim=-1)
-    return da @ db.T
+# %% ../nbs/06_matching.ipynb #m6a0c012
+def decoder_cosine(w_a: torch.Tensor, w_b: torch.Tensor) -> torch.Tensor:
+    "Cosine similarity between every row (decoder direction) of `w_a` [p, d] and of `w_b` [q, d]: [p, q]."
+    return F.normalize(w_a.detach().float(), dim=-1) @ F.normalize(w_b.detach().float(), dim=-1).T
 
+# %% ../nbs/06_matching.ipynb #m6a0c014
 def transition_counts(m: Matches, alive_parent: np.ndarray, alive_child: np.ndarray, tau: float) -> dict:
     "Persisting, disappearing and emerging features of one parent → child transition at threshold τ."
     persist = (m.parent_score >= tau) & alive_parent
@@ -113,22 +120,23 @@ def transition_counts(m: Matches, alive_parent: np.ndarray, alive_child: np.ndar
             "emerge_share_alive": emerge.sum() / max(n_alive_c, 1)}
 
 # %% ../nbs/06_matching.ipynb #b407e564
-def evaluation_blocks(run_root: Path, domains: tuple[str, ...], block_size: int, n_per_domain: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def evaluation_blocks(blocks_by_domain: dict[str, np.ndarray], n_per_domain: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     "A fixed, seeded sample of validation blocks per domain, concatenated; and each block's domain index."
     out, dom = [], []
-    for i, d in enumerate(domains):
-        b = load_blocks(run_root, d, "validation", block_size)
+    for i, b in enumerate(blocks_by_domain.values()):
         pick = np.sort(np.random.default_rng([seed, i]).permutation(len(b))[:n_per_domain])
         out.append(b[pick]); dom.append(np.full(len(pick), i))
     return np.concatenate(out), np.concatenate(dom)
 
+# %% ../nbs/06_matching.ipynb #m6a0c017
 @torch.no_grad()
 def encode_chunk(model: LanguageModel, sae: SparseAutoencoder, blocks: np.ndarray, hook: str, device="cpu") -> torch.Tensor:
     "SAE feature activations [blocks × positions, d_sae] for a chunk of blocks."
-    x = torch.as_tensor(blocks, dtype=torch.long, device=device)
+    x = torch.as_tensor(blocks, dtype=torch.long, device=device)             # [b, L]
     _, cache = model.run_with_cache(x, [hook], stop_at=hook)
-    return sae.encode(cache[hook].reshape(-1, cache[hook].shape[-1]).float())
+    return sae.encode(cache[hook].reshape(-1, cache[hook].shape[-1]).float())  # [b·L, d_in] -> [b·L, d_sae]
 
+# %% ../nbs/06_matching.ipynb #m6a0c019
 @torch.no_grad()
 def accumulate(pairs: list[tuple[str, str]], units: dict[str, tuple[LanguageModel, SparseAutoencoder]], blocks: np.ndarray,
                hook: str, vocab_size: int, chunk_blocks: int, device="cpu") -> dict:
@@ -136,21 +144,44 @@ def accumulate(pairs: list[tuple[str, str]], units: dict[str, tuple[LanguageMode
     names = sorted({n for p in pairs for n in p})
     acc = {p: CorrelationAccumulator(units[p[0]][1].d_sae, units[p[1]][1].d_sae, device) for p in pairs}
     fires = {n: torch.zeros(units[n][1].d_sae, device=device) for n in names}
-    tok_sum = {n: torch.zeros(vocab_size, units[n][1].d_sae, device=device) for n in names}
+    tok_sum = {n: torch.zeros(vocab_size, units[n][1].d_sae, device=device) for n in names}  # [vocab, d_sae]
     tok_count = torch.zeros(vocab_size, device=device)
     for i in tqdm(range(0, len(blocks), chunk_blocks), desc="encode and correlate", unit="chunk"):
         chunk = blocks[i:i + chunk_blocks]
-        tok = torch.as_tensor(chunk, dtype=torch.long, device=device).reshape(-1)
-        f = {n: encode_chunk(*units[n], chunk, hook, device) for n in names}
+        tok = torch.as_tensor(chunk, dtype=torch.long, device=device).reshape(-1)   # [t]
+        f = {n: encode_chunk(*units[n], chunk, hook, device) for n in names}         # [t, d_sae] each
         tok_count += torch.bincount(tok, minlength=vocab_size).float()
         for n in names:
             fires[n] += (f[n] > 0).float().sum(0)
             tok_sum[n].index_add_(0, tok, f[n])
         for p in pairs: acc[p].update(f[p[0]], f[p[1]])
     seen = tok_count > 0
-    profiles = {n: tok_sum[n][seen] / tok_count[seen, None] for n in names}
+    profiles = {n: tok_sum[n][seen] / tok_count[seen, None] for n in names}          # [token types seen, d_sae]
     return {"corr": {p: a.correlation() for p, a in acc.items()}, "fires": fires, "profiles": profiles,
             "tokens": int(len(blocks) * blocks.shape[1])}
+
+# %% ../nbs/06_matching.ipynb #m6a0c022
+def method_matches(stats: dict, saes: dict[str, SparseAutoencoder], parent: str, child: str) -> dict[str, Matches]:
+    "Matches of one pair by every method: max_corr (primary), token_profile, decoder_cosine, hungarian."
+    corr = stats["corr"][(parent, child)]
+    prof = pearson_matrix(stats["profiles"][parent], stats["profiles"][child])
+    return {"max_corr": max_match(corr), "token_profile": max_match(prof),
+            "decoder_cosine": max_match(decoder_cosine(saes[parent].W_dec, saes[child].W_dec)), "hungarian": hungarian_match(corr)}
+
+# %% ../nbs/06_matching.ipynb #m6a0c024
+def method_rows(all_matches: dict, alive: dict[str, np.ndarray], tau: float) -> tuple[list[dict], list[dict]]:
+    "Per pair and method: the transition counts, and the agreement of its persisting set with max_corr's."
+    rows, agreement = [], []
+    for (p, c), ms in all_matches.items():
+        primary = (ms["max_corr"].parent_score >= tau) & alive[p]
+        for method, m in ms.items():
+            rows.append({"parent": p, "child": c, "method": method, **transition_counts(m, alive[p], alive[c], tau)})
+            persist = (m.parent_score >= tau) & alive[p]
+            inter, union = (persist & primary).sum(), (persist | primary).sum()
+            same = (m.parent_best[primary] == ms["max_corr"].parent_best[primary]).mean() if primary.any() else float("nan")
+            agreement.append({"parent": p, "child": c, "method": method, "persist": int(persist.sum()),
+                              "jaccard_with_max_corr": float(inter / union) if union else 1.0, "same_partner_as_max_corr": float(same)})
+    return rows, agreement
 
 # %% ../nbs/06_matching.ipynb #fd2eec0c
 @torch.no_grad()
@@ -159,7 +190,7 @@ def candidate_stats(pair: tuple[str, str], cand: torch.Tensor, units: dict, bloc
     "Per block-group sums (a, b, a², b², ab, n) for parent features × their candidate child features `cand` [p, m]."
     g_of_block = np.arange(len(blocks)) * n_groups // len(blocks)
     p, m = cand.shape
-    st = {k: torch.zeros(n_groups, p, m, dtype=torch.float64, device=device) for k in ("a", "b", "aa", "bb", "ab")}
+    st = {k: torch.zeros(n_groups, p, m, dtype=torch.float64, device=device) for k in ("a", "b", "aa", "bb", "ab")}  # [g, p, m]
     st["n"] = torch.zeros(n_groups, dtype=torch.float64, device=device)
     L = blocks.shape[1]
     for i in range(0, len(blocks), chunk_blocks):
@@ -177,6 +208,7 @@ def candidate_stats(pair: tuple[str, str], cand: torch.Tensor, units: dict, bloc
             st["n"][g] += rows.sum()
     return st
 
+# %% ../nbs/06_matching.ipynb #m6a0c027
 def bootstrap_best(st: dict[str, torch.Tensor], n_boot: int, seed: int) -> torch.Tensor:
     "Best candidate correlation per parent feature on each bootstrap resample of the groups: [n_boot, p]."
     g = st["n"].shape[0]
@@ -184,24 +216,97 @@ def bootstrap_best(st: dict[str, torch.Tensor], n_boot: int, seed: int) -> torch
     out = []
     for _ in range(n_boot):
         w = torch.as_tensor(np.bincount(rng.integers(0, g, g), minlength=g), dtype=torch.float64, device=st["n"].device)
-        s = {k: torch.einsum("g,gpm->pm", w, v) for k, v in st.items() if k != "n"}
+        s = {k: torch.einsum("g,gpm->pm", w, v) for k, v in st.items() if k != "n"}   # [p, m]
         n = (w * st["n"]).sum()
         ma, mb = s["a"] / n, s["b"] / n
-        cov = s["ab"] / n - ma * mb
-        den = ((s["aa"] / n - ma ** 2).clamp_min(0) * (s["bb"] / n - mb ** 2).clamp_min(0)).sqrt()
-        r = torch.where(den > 1e-12, cov / den.clamp_min(1e-300), torch.zeros_like(cov))
-        out.append(r.max(1).values.float())
+        sa, sb = (s["aa"] / n - ma ** 2).clamp_min(0).sqrt(), (s["bb"] / n - mb ** 2).clamp_min(0).sqrt()
+        out.append(pearson_from_moments(s["ab"] / n, ma, mb, sa, sb).max(1).values.float())
     return torch.stack(out)
 
+# %% ../nbs/06_matching.ipynb #m6a0c029
+def persistence_interval(best: np.ndarray, alive: np.ndarray, tau: float, direction: str = "persist") -> tuple[float, float]:
+    "95 % interval of the share of alive features that persist (best r ≥ τ) or emerge (< τ), over bootstrap rows."
+    hit = best >= tau if direction == "persist" else best < tau
+    shares = (hit & alive).sum(1) / max(alive.sum(), 1)
+    return float(np.percentile(shares, 2.5)), float(np.percentile(shares, 97.5))
+
+# %% ../nbs/06_matching.ipynb #m6a0c044
+def bootstrap_intervals(pairs, stats: dict, units: dict, blocks: np.ndarray, hook: str, alive: dict, tau: float,
+                        n_boot: int, seed: int, chunk_blocks: int, device="cpu") -> dict[tuple[str, str, str], tuple[float, float]]:
+    "95 % block-bootstrap intervals of every pair's persist share (parent side) and emerge share (child side)."
+    ci = {}
+    for p, c in pairs:
+        corr = stats["corr"][(p, c)]
+        for direction, (a, b, cmat) in {"persist": (p, c, corr), "emerge": (c, p, corr.T)}.items():
+            cand = cmat.topk(min(3, cmat.shape[1]), dim=1).indices                 # [p, 3] best candidates
+            st = candidate_stats((a, b), cand, units, blocks, hook, min(50, len(blocks)), chunk_blocks, device)
+            ci[(p, c, direction)] = persistence_interval(bootstrap_best(st, n_boot, seed).cpu().numpy(), alive[a], tau, direction)
+    return ci
+
+# %% ../nbs/06_matching.ipynb #m6a0c032
+def transitions_table(rows: list[dict], ci: dict, null_pairs: list[tuple[str, str]], note: str = "") -> Table:
+    "One row per transition and null pair (max_corr): counts, shares with their 95 % intervals."
+    table = []
+    for r in (r for r in rows if r["method"] == "max_corr"):
+        p, c = r["parent"], r["child"]
+        lo, hi = ci[(p, c, "persist")]; elo, ehi = ci[(p, c, "emerge")]
+        table.append({"transition": f"{display_name(p)} → {display_name(c)}", "null control": (p, c) in null_pairs,
+                      "persist": r["persist"], "disappear": r["disappear"], "emerge": r["emerge"],
+                      "persist share (alive)": f"{r['persist_share_alive']:.1%} [{lo:.1%}, {hi:.1%}]",
+                      "persist share (all)": f"{r['persist_share_all']:.1%}",
+                      "emerge share (alive)": f"{r['emerge_share_alive']:.1%} [{elo:.1%}, {ehi:.1%}]",
+                      "alive parent / child": f"{r['alive_parent']} / {r['alive_child']}"})
+    return Table(table, list(table[0]) if table else [], note=note)
+
+# %% ../nbs/06_matching.ipynb #m6a0c034
+def threshold_sweep(matches: dict, alive: dict[str, np.ndarray], taus, null_pairs) -> dict[str, list[tuple[float, float]]]:
+    "Share of alive parent features that persist at each τ, per transition and null pair (labelled 'null: …')."
+    out = {}
+    for (p, c), m in matches.items():
+        label = ("null: " if (p, c) in null_pairs else "") + f"{display_name(p)} → {display_name(c)}"
+        out[label] = [(float(t), float(((m.parent_score >= t) & alive[p]).sum() / max(alive[p].sum(), 1))) for t in taus]
+    return out
+
+# %% ../nbs/06_matching.ipynb #m6a0c037
+def feature_chains(matches: dict[tuple[str, str], Matches], alive: dict[str, np.ndarray], tau: float) -> pd.DataFrame:
+    "Every alive base feature that persists into at least one fine-tune, its partners along both paths, and whether all links hold."
+    def follows(p, c, i):
+        m = matches[(p, c)]
+        return int(m.parent_best[i]) if i is not None and alive[p][i] and m.parent_score[i] >= tau else None
+    first = [m for m in LINEAGE if generation(m) == 1]                     # the fine-tunes
+    rows = []
+    for i in np.flatnonzero(alive[ROOT]):
+        mid = {m: follows(ROOT, m, i) for m in first}
+        if all(v is None for v in mid.values()): continue
+        ends = {f"{MERGED}_via_{m}": follows(m, MERGED, mid[m]) for m in first}
+        rows.append({ROOT: int(i), **mid, **ends, **{f"r_{ROOT}_{m}": float(matches[(ROOT, m)].parent_score[i]) for m in first},
+                     "universal": None not in (*mid.values(), *ends.values())})
+    cols = [ROOT, *first, *(f"{MERGED}_via_{m}" for m in first), *(f"r_{ROOT}_{m}" for m in first), "universal"]
+    return pd.DataFrame(rows, columns=cols)
+
+# %% ../nbs/06_matching.ipynb #m6a0c039
+def match_rows(all_matches: dict, alive: dict[str, np.ndarray], tau: float) -> pd.DataFrame:
+    "Every persisting (parent feature → child feature) match of every pair and method, with its score."
+    out = []
+    for (p, c), ms in all_matches.items():
+        for method, m in ms.items():
+            for i in np.flatnonzero(alive[p] & (m.parent_score >= tau)):
+                out.append({"parent": p, "child": c, "method": method, "parent_feature": int(i),
+                            "child_feature": int(m.parent_best[i]), "score": float(m.parent_score[i])})
+    return pd.DataFrame(out, columns=["parent", "child", "method", "parent_feature", "child_feature", "score"])
+
 # %% ../nbs/06_matching.ipynb #32f46f15
+def _flow_positions() -> dict[str, tuple[float, float]]:
+    by_gen: dict[int, list[str]] = {}
+    for m in LINEAGE: by_gen.setdefault(generation(m), []).append(m)
+    return {m: (float(g), 0.5 if len(ms) == 1 else float(y)) for g, ms in by_gen.items()
+            for m, y in zip(ms, np.linspace(0.78, 0.22, len(ms)))}
+
 def plot_flow(counts: dict[tuple[str, str], dict], title: str):
     "An alluvial diagram of persisting features: BabyPython → Lua / TinyStories → LuaStories."
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import PathPatch, Rectangle
-    from matplotlib.path import Path as MPath
-    pos = {"base": (0.0, 0.5), "lua": (1.0, 0.78), "tinystories": (1.0, 0.22), "luastories": (2.0, 0.5)}
-    colors = {"base": "#4C72B0", "lua": "#55A868", "tinystories": "#DD8452", "luastories": "#8172B3"}
-    flows = [(p, c) for p, c in TRANSITIONS if (p, c) in counts and (p, c) != ("base", "luastories")]
+    pos = _flow_positions()
+    colors = {m: LINEAGE[m].colour for m in LINEAGE}
+    flows = [(p, c) for p, c in TRANSITIONS if (p, c) in counts and generation(c) - generation(p) == 1]
     total = max(max(v["parent_features"] for v in counts.values()), 1)
     scale = 0.35 / total  # node height for all features of an SAE
     fig, ax = plt.subplots(figsize=(9, 4.6))
@@ -210,7 +315,7 @@ def plot_flow(counts: dict[tuple[str, str], dict], title: str):
               else max(v["child_features"] for (p, c), v in counts.items() if c == n) * scale for n in pos}
     for n, (x, y) in pos.items():
         ax.add_patch(Rectangle((x - 0.04, y - node_h[n] / 2), 0.08, node_h[n], color=colors[n], alpha=0.9))
-        ax.text(x, y + node_h[n] / 2 + 0.03, DISPLAY[n], ha="center", va="bottom", fontsize=10, weight="bold")
+        ax.text(x, y + node_h[n] / 2 + 0.03, display_name(n), ha="center", va="bottom", fontsize=10, weight="bold")
     for p, c in flows:
         v = counts[(p, c)]; w = v["persist"] * scale
         (x0, y0), (x1, y1) = pos[p], pos[c]
@@ -221,16 +326,16 @@ def plot_flow(counts: dict[tuple[str, str], dict], title: str):
                  (xm, top0 - w), (x0 + 0.04, top0 - w), (x0 + 0.04, top0)]
         codes = [MPath.MOVETO, MPath.CURVE4, MPath.CURVE4, MPath.CURVE4, MPath.LINETO, MPath.CURVE4, MPath.CURVE4, MPath.CURVE4, MPath.CLOSEPOLY]
         ax.add_patch(PathPatch(MPath(verts, codes), facecolor=colors[p], alpha=0.35, lw=0))
-        ax.text(xm, (top0 + top1) / 2 - w / 2, f"{v['persist']} persist\n{v['persist_share_alive']:.1%} of {DISPLAY[p]}'s alive",
+        ax.text(xm, (top0 + top1) / 2 - w / 2, f"{v['persist']} persist\n{v['persist_share_alive']:.1%} of {display_name(p)}'s alive",
                 ha="center", va="center", fontsize=7.5)
     ax.set_xlim(-0.3, 2.3); ax.set_ylim(0, 1.12); ax.axis("off")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 
+# %% ../nbs/06_matching.ipynb #m6a0c042
 def plot_threshold_sweep(sweep: dict[str, list[tuple[float, float]]], title: str):
     "Share of alive parent features that persist, against τ, for each transition and the seed-control null."
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 3.8))
     nulls = iter([(0, (5, 2)), (0, (1, 1.5)), (0, (3, 1, 1, 1))])
     for name, pts in sweep.items():

@@ -8,26 +8,24 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from .config import Config, atomic_write_text
-from .model import LanguageModel, load_model, save_model
-from .reproduce import Run, Stage
-from .tokenizer import load_blocks
+from .lineage import MERGE_ENDPOINTS
+from .model import LanguageModel
+from .run import Stage
 from .train import evaluate
 
 # %% auto #0
-__all__ = ['STAGE', 'ENDPOINTS', 'MERGE_METHODS', 'PAPER_SWEEP', 'slerp_tensor', 'slerp', 'lerp', 'task_arithmetic',
-           'merged_model', 'sweep', 'crossing_point', 'plot_sweep', 'rows_to_csv']
+__all__ = ['STAGE', 'MERGE_METHODS', 'PAPER_SWEEP', 'slerp_tensor', 'slerp', 'lerp', 'merged_model', 'sweep', 'crossing_point',
+           'plot_sweep', 'rows_to_csv']
 
 # %% ../nbs/04_merge.ipynb #d9aaaf3c
 STAGE = Stage("merge", reads=("merge",), needs=("train",))
-ENDPOINTS = ("tinystories", "lua")  # t = 0, t = 1
 
 # %% ../nbs/04_merge.ipynb #2b1aedad
 def slerp_tensor(t: float, a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8,
@@ -46,6 +44,7 @@ def slerp_tensor(t: float, a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8,
         out, branch = (math.sin((1 - t) * theta) / s) * va + (math.sin(t * theta) / s) * vb, "slerp"
     return out.reshape(a.shape).to(a.dtype), {"cosine": dot, "angle_degrees": math.degrees(theta), "branch": branch}
 
+# %% ../nbs/04_merge.ipynb #d4a0c002
 def _check_compatible(sds: list[dict[str, torch.Tensor]]) -> None:
     "Same tensor names and shapes in every state dict, else one error naming the difference."
     ref = sds[0]
@@ -65,20 +64,17 @@ def slerp(sd_a: dict, sd_b: dict, t: float, eps: float = 1e-8, dot_threshold: fl
         audit.append({"tensor": k, "shape": list(sd_a[k].shape), **info})
     return out, audit
 
+# %% ../nbs/04_merge.ipynb #d4a0c005
 def lerp(sd_a: dict, sd_b: dict, t: float) -> tuple[dict, list[dict]]:
     "Linear interpolation (1 − t)·a + t·b of two state dicts."
     _check_compatible([sd_a, sd_b])
     return {k: ((1 - t) * sd_a[k].float() + t * sd_b[k].float()).to(sd_a[k].dtype) for k in sd_a}, \
            [{"tensor": k, "shape": list(sd_a[k].shape), "branch": "lerp"} for k in sd_a]
 
-def task_arithmetic(base: dict, finetuned: list[dict], lam: float = 1.0) -> tuple[dict, list[dict]]:
-    "base + λ Σ (θ_i − base) (Ilharco et al. 2023)."
-    _check_compatible([base, *finetuned])
-    out = {k: (base[k].float() + lam * sum(ft[k].float() - base[k].float() for ft in finetuned)).to(base[k].dtype) for k in base}
-    return out, [{"tensor": k, "shape": list(base[k].shape), "branch": "task_arithmetic"} for k in base]
-
+# %% ../nbs/04_merge.ipynb #d4a0c007
 MERGE_METHODS = {"slerp": slerp, "lerp": lerp}
 
+# %% ../nbs/04_merge.ipynb #d4a0c009
 def merged_model(a: LanguageModel, b: LanguageModel, t: float, method: str = "slerp", **kw) -> tuple[LanguageModel, list[dict]]:
     "A new model whose weights are the merge of `a` (t = 0) and `b` (t = 1)."
     if method not in MERGE_METHODS: raise ValueError(f"merge method {method!r}: use one of {', '.join(MERGE_METHODS)}")
@@ -91,7 +87,6 @@ def merged_model(a: LanguageModel, b: LanguageModel, t: float, method: str = "sl
 def sweep(a: LanguageModel, b: LanguageModel, ts: list[float], evals: dict[str, np.ndarray], method: str = "slerp",
           eps: float = 1e-8, dot_threshold: float = 0.9995, device="cpu") -> list[dict]:
     "Loss and accuracy of the merge at every t on every evaluation set."
-    from tqdm import tqdm
     rows = []
     kw = dict(eps=eps, dot_threshold=dot_threshold) if method == "slerp" else {}
     for t in tqdm(ts, desc=f"{method} sweep", unit="t"):
@@ -103,6 +98,7 @@ def sweep(a: LanguageModel, b: LanguageModel, ts: list[float], evals: dict[str, 
         rows.append(row)
     return rows
 
+# %% ../nbs/04_merge.ipynb #d4a0c014
 def crossing_point(ts: list[float], y0: list[float], y1: list[float]) -> float | None:
     "First t where the curves y0 and y1 cross, by linear interpolation (None if they never do)."
     d = np.asarray(y0) - np.asarray(y1)
@@ -112,6 +108,7 @@ def crossing_point(ts: list[float], y0: list[float], y1: list[float]) -> float |
             return float(ts[i] + (ts[i + 1] - ts[i]) * d[i] / (d[i] - d[i + 1]))
     return float(ts[-1]) if d[-1] == 0 else None
 
+# %% ../nbs/04_merge.ipynb #d4a0c016
 # The authors' Fig. 5 sweep (paper_notes §5.3, metric_test.json@38e3ff2): t, TinyStories acc, Lua acc. Their models and data.
 PAPER_SWEEP = [(0.00, .5196, .1761), (.05, .5167, .1902), (.10, .5114, .2071), (.15, .5038, .2215), (.20, .4942, .2367),
                (.25, .4828, .2531), (.30, .4703, .2708), (.35, .4565, .2899), (.40, .4422, .3103), (.45, .4271, .3322),
@@ -122,16 +119,15 @@ PAPER_SWEEP = [(0.00, .5196, .1761), (.05, .5167, .1902), (.10, .5114, .2071), (
 # %% ../nbs/04_merge.ipynb #c6b315ad
 def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | None, title: str):
     "Accuracy on both domains along t (SLERP solid, LERP dotted), the base model dashed, t* marked; beside it the paper's curves."
-    import matplotlib.pyplot as plt
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw=dict(width_ratios=[3, 2]))
     colors = {"tinystories": "tab:orange", "lua": "tab:blue"}
     for method, style in (("slerp", "-o"), ("lerp", ":")):
         rs = [r for r in rows if r["method"] == method]
         if not rs: continue
-        for d in ENDPOINTS:
+        for d in MERGE_ENDPOINTS:
             ax.plot([r["t"] for r in rs], [r[f"{d}_accuracy"] for r in rs], style, color=colors[d], ms=3,
                     label=f"{d} ({method.upper()})", alpha=1.0 if method == "slerp" else 0.8)
-    for d in ENDPOINTS:
+    for d in MERGE_ENDPOINTS:
         ax.axhline(baselines[d], color=colors[d], ls="--", lw=1, label=f"{d} (base model)")
     if t_star is not None: ax.axvline(t_star, color="grey", lw=1); ax.text(t_star, ax.get_ylim()[0], f" t*={t_star:.2f}", va="bottom", fontsize=8)
     ax.set_xlabel("t   (0 = TinyStories fine-tune, 1 = Lua fine-tune)"); ax.set_ylabel("next-token accuracy")
@@ -145,6 +141,7 @@ def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | No
     fig.tight_layout()
     return fig
 
+# %% ../nbs/04_merge.ipynb #d4a0c020
 def rows_to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))

@@ -9,15 +9,17 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import ModelConfig, atomic_write_text
+from .config import ModelConfig
+from .files import atomic_path, atomic_write_text
 
 # %% auto #0
 __all__ = ['HookPoint', 'next_token_loss', 'StopForward', 'RMSNorm', 'rope_cos_sin', 'apply_rope', 'Attention', 'GatedMLP',
@@ -33,11 +35,13 @@ class HookPoint(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
+# %% ../nbs/02_model.ipynb #b2a0c003
 def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     "Mean cross-entropy of predicting tokens[:, 1:] from logits[:, :-1] (labels shifted by padding: no logits copy)."
     labels = F.pad(tokens[:, 1:], (0, 1), value=-100)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
 
+# %% ../nbs/02_model.ipynb #b2a0c005
 class StopForward(Exception):
     "Raised by `run_with_cache(stop_at=...)` once the last needed activation is recorded."
 
@@ -53,21 +57,24 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
         x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)   # [..., d], unit root-mean-square
         return self.hook_normalized(self.weight * x.to(dtype))
 
+# %% ../nbs/02_model.ipynb #b2a0c011
 def rope_cos_sin(seq_len: int, head_dim: int, theta: float, device=None, dtype=torch.float32):
     "cos and sin tables [seq, head_dim] of rotary embeddings (the half-split convention of Llama/Mistral)."
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim))
-    freqs = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
-    emb = torch.cat((freqs, freqs), dim=-1)
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim))  # [head_dim / 2]
+    freqs = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)                         # [seq, head_dim / 2]
+    emb = torch.cat((freqs, freqs), dim=-1)                                                                          # [seq, head_dim]
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
+# %% ../nbs/02_model.ipynb #b2a0c013
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     "Rotate [batch, heads, seq, head_dim] by the position tables."
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+    x1, x2 = x.chunk(2, dim=-1)                                 # [batch, heads, seq, head_dim / 2] each
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin         # [batch, heads, seq, head_dim]
 
+# %% ../nbs/02_model.ipynb #b2a0c015
 class Attention(nn.Module):
     "Causal grouped-query self-attention with RoPE, through scaled_dot_product_attention."
     def __init__(self, cfg: ModelConfig):
@@ -81,22 +88,23 @@ class Attention(nn.Module):
         self.hook_pattern = HookPoint()
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        b, t, _ = x.shape                                                            # x: [b, t, d_model]
+        q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)     # [b, n_heads, t, head_dim]
+        k = self.k_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [b, n_kv_heads, t, head_dim]
+        v = self.v_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [b, n_kv_heads, t, head_dim]
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if self.hook_pattern._forward_hooks:  # the pattern is materialised only when someone looks at it
             rep = self.n_heads // self.n_kv_heads
             kr, vr = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-            scores = (q @ kr.transpose(-1, -2)) / math.sqrt(self.head_dim)
+            scores = (q @ kr.transpose(-1, -2)) / math.sqrt(self.head_dim)        # [b, n_heads, t, t]
             mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
             pattern = self.hook_pattern(scores.masked_fill(~mask, float("-inf")).softmax(-1).to(q.dtype))
             out = pattern @ vr
         else:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_heads != self.n_kv_heads)
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))                      # [b, t, d_model]
 
+# %% ../nbs/02_model.ipynb #b2a0c018
 class GatedMLP(nn.Module):
     "down(silu(gate x) ⊙ up x), with TransformerLens's gated-MLP hook names."
     def __init__(self, cfg: ModelConfig):
@@ -107,9 +115,10 @@ class GatedMLP(nn.Module):
         self.hook_pre, self.hook_pre_linear, self.hook_post = HookPoint(), HookPoint(), HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        post = self.hook_post(F.silu(self.hook_pre(self.gate_proj(x))) * self.hook_pre_linear(self.up_proj(x)))
-        return self.down_proj(post)
+        post = self.hook_post(F.silu(self.hook_pre(self.gate_proj(x))) * self.hook_pre_linear(self.up_proj(x)))  # [b, t, d_mlp]
+        return self.down_proj(post)                                                  # [b, t, d_model]
 
+# %% ../nbs/02_model.ipynb #b2a0c020
 class Block(nn.Module):
     "Pre-norm decoder block."
     def __init__(self, cfg: ModelConfig):
@@ -122,9 +131,9 @@ class Block(nn.Module):
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
 
     def forward(self, x, cos, sin):
-        x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.input_layernorm(x), cos, sin)))
-        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.post_attention_layernorm(x))))
+        x = self.hook_resid_pre(x)                                                                        # [b, t, d_model]
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.input_layernorm(x), cos, sin)))      # [b, t, d_model]
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.post_attention_layernorm(x))))  # [b, t, d_model]
 
 # %% ../nbs/02_model.ipynb #424ca45b
 class LanguageModel(nn.Module):
@@ -160,10 +169,10 @@ class LanguageModel(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         "Logits [batch, pos, vocab] for token ids [batch, pos]."
-        x = self.hook_embed(self.embed(tokens))
-        cos, sin = self._rope(tokens.shape[1], x.device, x.dtype)
-        for block in self.blocks: x = block(x, cos, sin)
-        return self.unembed(self.ln_final(x))
+        x = self.hook_embed(self.embed(tokens))                    # [batch, pos, d_model]
+        cos, sin = self._rope(tokens.shape[1], x.device, x.dtype)  # [pos, head_dim] each
+        for block in self.blocks: x = block(x, cos, sin)           # [batch, pos, d_model]
+        return self.unembed(self.ln_final(x))                      # [batch, pos, vocab]
 
     def loss(self, tokens: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
         "Mean next-token cross-entropy over all positions of the blocks."
@@ -219,6 +228,7 @@ def _hf_names(n_layers: int) -> dict[str, str]:
             m[f"blocks.{i}.mlp.{p}.weight"] = f"model.layers.{i}.mlp.{p}.weight"
     return m
 
+# %% ../nbs/02_model.ipynb #b2a0c024
 def hf_config(cfg: ModelConfig, vocab_size: int, tokenizer_sha256: str = "", bos_id: int = 1, eos_id: int = 2) -> dict:
     "A `MistralConfig`-compatible dict for this model."
     return {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "vocab_size": vocab_size,
@@ -231,6 +241,7 @@ def hf_config(cfg: ModelConfig, vocab_size: int, tokenizer_sha256: str = "", bos
             "torch_dtype": "float32", "use_cache": True,
             "universal_features": {"context_length": cfg.context_length, "tokenizer_sha256": tokenizer_sha256}}
 
+# %% ../nbs/02_model.ipynb #b2a0c026
 def model_config_from_hf(hf: dict) -> tuple[ModelConfig, int]:
     "ModelConfig and vocab size from a MistralConfig dict."
     if hf.get("model_type") != "mistral":
@@ -249,27 +260,25 @@ def model_config_from_hf(hf: dict) -> tuple[ModelConfig, int]:
                       tie_embeddings=bool(hf.get("tie_word_embeddings", False)))
     return cfg, hf["vocab_size"]
 
+# %% ../nbs/02_model.ipynb #b2a0c028
 def save_model(model: LanguageModel, folder: str | Path, tokenizer_sha256: str = "", extra: dict | None = None) -> Path:
     "Write model.safetensors and config.json (HF Mistral layout) atomically into `folder`."
-    from safetensors.torch import save_file
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     names = _hf_names(model.cfg.n_layers)
     sd = {names[k]: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if model.cfg.tie_embeddings: sd.pop("lm_head.weight")
-    tmp = folder / ".model.safetensors.tmp"
-    save_file(sd, str(tmp), metadata={"format": "pt"})
-    tmp.replace(folder / "model.safetensors")
+    with atomic_path(folder / "model.safetensors") as tmp: save_file(sd, str(tmp), metadata={"format": "pt"})
     atomic_write_text(folder / "config.json", json.dumps({**hf_config(model.cfg, model.vocab_size, tokenizer_sha256), **(extra or {})}, indent=2) + "\n")
     return folder
 
+# %% ../nbs/02_model.ipynb #b2a0c030
 class CheckpointError(ValueError):
     "A checkpoint that does not fit: wrong shape, other tokenizer, damaged file."
 
+# %% ../nbs/02_model.ipynb #b2a0c032
 def load_model(folder: str | Path, expect_vocab: int | None = None, expect_tokenizer_sha256: str = "",
                expect_config: ModelConfig | None = None, device="cpu") -> LanguageModel:
     "A `LanguageModel` from a checkpoint folder (ours or a one-layer HF Mistral), checked against expectations."
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     folder = Path(folder)
     if not (folder / "config.json").is_file(): raise CheckpointError(f"{folder} has no config.json")
     st = folder / "model.safetensors"

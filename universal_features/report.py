@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .matching import DISPLAY, NULL_PAIRS, TRANSITIONS
+from .files import Table
+from .lineage import MODELS, NULL_PAIRS, TRANSITIONS, display_name
 from .merge import PAPER_SWEEP, crossing_point
-from .reproduce import Stage
+from .run import Stage
 
 # %% auto #0
 __all__ = ['STAGE', 'HOLDS', 'FAILS', 'INCONCLUSIVE', 'claim_few_persist', 'claim_generic', 'claim_assignment', 'claim_exception',
-           'claim_crossing', 'claim_verdicts', 'md_table', 'latex_table', 'provenance_rows', 'merge_sentence',
-           'build_report']
+           'claim_crossing', 'claim_verdicts', 'provenance_rows', 'merge_sentence', 'build_report']
 
 # %% ../nbs/10_report.ipynb #c539b6e4
 STAGE = Stage("report", reads=("report",),
@@ -25,27 +25,30 @@ HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 # %% ../nbs/10_report.ipynb #f43f3dea
 def _pct(x: float) -> str: return f"{100 * x:.1f} %"
 
+# %% ../nbs/10_report.ipynb #ac0c0014
 def claim_few_persist(m: dict) -> dict:
     rows = {(t["parent"], t["child"]): t for t in m["transitions"] if t["method"] == "max_corr"}
     shares = {pc: rows[pc]["persist_share_alive"] for pc in TRANSITIONS if pc in rows}
     nulls = {pc: rows[pc]["persist_share_alive"] for pc in NULL_PAIRS if pc in rows}
     hi, null = max(shares.values()), min(nulls.values()) if nulls else float("nan")
-    ev = ("persisting share of alive parent features: " + ", ".join(f"{DISPLAY[p]}→{DISPLAY[c]} {_pct(s)}" for (p, c), s in shares.items())
-          + "; seed-control null: " + ", ".join(f"{DISPLAY[p]}→{DISPLAY[c]} {_pct(s)}" for (p, c), s in nulls.items()))
+    ev = ("persisting share of alive parent features: " + ", ".join(f"{display_name(p)}→{display_name(c)} {_pct(s)}" for (p, c), s in shares.items())
+          + "; seed-control null: " + ", ".join(f"{display_name(p)}→{display_name(c)} {_pct(s)}" for (p, c), s in nulls.items()))
     if hi >= 0.5: verdict = FAILS
     elif nulls and null < 2 * hi: verdict = INCONCLUSIVE; ev += "; the null keeps less than twice the highest share, so SAE seed noise alone loses most features too"
     else: verdict = HOLDS
     return {"claim": "Few features persist through fine-tuning and merging", "evidence": ev, "verdict": verdict}
 
+# %% ../nbs/10_report.ipynb #ac0c0016
 def claim_generic(cs: dict) -> dict:
     g = cs["generic"]
     sig = [r for r in g if r["p_value"] < 0.05 and r["generic_share_persist"] > r["generic_share_disappear"]]
-    ev = "; ".join(f"{DISPLAY[r['parent']]}→{DISPLAY[r['child']]}: generic {_pct(r['generic_share_persist'])} of "
+    ev = "; ".join(f"{display_name(r['parent'])}→{display_name(r['child'])}: generic {_pct(r['generic_share_persist'])} of "
                    f"{r['persist']} persisting vs {_pct(r['generic_share_disappear'])} of {r['disappear']} disappearing "
                    f"(p = {r['p_value']:.2g})" for r in g)
     verdict = HOLDS if len(sig) >= 3 else (FAILS if len(sig) <= 1 else INCONCLUSIVE)
     return {"claim": "Persistent features are generic (punctuation, formatting)", "evidence": ev, "verdict": verdict}
 
+# %% ../nbs/10_report.ipynb #ac0c0018
 def claim_assignment(cs: dict) -> dict:
     a = cs["assignment"]
     f = a["feature"]
@@ -56,11 +59,12 @@ def claim_assignment(cs: dict) -> dict:
     if "own_best" in a:
         on_chain = lambda n: a["own_best"][n] in (f[n], a["luastories_via_tinystories"] if n == "luastories" else f[n])
         ev += "; each model's own most selective assignment feature: " + ", ".join(
-            f"{DISPLAY[n]} #{a['own_best'][n]} (F1 {a['own_best_f1'][n]:.2f}{', on the chain' if on_chain(n) else ''})"
-            for n in ("base", "lua", "tinystories", "luastories") if n in a["own_best"])
+            f"{display_name(n)} #{a['own_best'][n]} (F1 {a['own_best_f1'][n]:.2f}{', on the chain' if on_chain(n) else ''})"
+            for n in MODELS if n in a["own_best"])
     return {"claim": "A variable-assignment feature persists in all four models", "evidence": ev,
             "verdict": HOLDS if a["universal"] else FAILS}
 
+# %% ../nbs/10_report.ipynb #ac0c0020
 def claim_exception(cs: dict, min_f1: float = 0.3) -> dict:
     e = cs["exception"]
     ev = (f"BabyPython #{e['feature']} (F1 {e['f1']:.2f}, precision {e['precision']:.2f}, recall {e['recall']:.2f} on "
@@ -70,6 +74,7 @@ def claim_exception(cs: dict, min_f1: float = 0.3) -> dict:
     else: verdict = FAILS if e["persists"] else HOLDS
     return {"claim": "The Python-exception feature does not survive Lua fine-tuning", "evidence": ev, "verdict": verdict}
 
+# %% ../nbs/10_report.ipynb #ac0c0023
 def claim_crossing(mg: dict, tol: float = 0.1) -> dict:
     paper_t = crossing_point([t for t, _, _ in PAPER_SWEEP], [a for _, a, _ in PAPER_SWEEP], [b for _, _, b in PAPER_SWEEP])
     ours = mg.get("t_star_accuracy")
@@ -78,6 +83,7 @@ def claim_crossing(mg: dict, tol: float = 0.1) -> dict:
     verdict = HOLDS if ours is not None and abs(ours - paper_t) <= tol else FAILS
     return {"claim": f"The SLERP accuracy curves cross near t ≈ {paper_t:.2f}", "evidence": ev, "verdict": verdict}
 
+# %% ../nbs/10_report.ipynb #ac0c0025
 def claim_verdicts(results: dict) -> list[dict]:
     "The claim-by-claim table from a run's results."
     cs = results["case_studies"]
@@ -85,32 +91,16 @@ def claim_verdicts(results: dict) -> list[dict]:
             claim_crossing(results["merge"])]
 
 # %% ../nbs/10_report.ipynb #8d02a956
-def md_table(rows: list[dict], cols: list[str]) -> str:
-    "A markdown table (cells with | escaped)."
-    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
-    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
-                     ["| " + " | ".join(esc(r[c]) for c in cols) + " |" for r in rows])
+def _md(rows: list[dict], cols: list[str]) -> str: return Table(rows, cols, align="l" * len(cols)).markdown().rstrip()
 
-def latex_table(rows: list[dict], cols: list[str], caption: str) -> str:
-    "A booktabs LaTeX table."
-    def tex(v):
-        s = str(v)
-        for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"),
-                     ("→", r"$\rightarrow$"), ("≥", r"$\geq$"), ("≈", r"$\approx$"), ("τ", r"$\tau$"), ("`", "")):
-            s = s.replace(a, b)
-        return s
-    spec = "p{0.28\\linewidth}p{0.5\\linewidth}l" if len(cols) == 3 else "l" * len(cols)
-    body = "\n".join(" & ".join(tex(r[c]) for c in cols) + r" \\" for r in rows)
-    return (f"\\begin{{table}}[t]\n\\centering\n\\small\n\\begin{{tabular}}{{{spec}}}\n\\toprule\n"
-            + " & ".join(tex(c) for c in cols) + " \\\\\n\\midrule\n" + body +
-            f"\n\\bottomrule\n\\end{{tabular}}\n\\caption{{{tex(caption)}}}\n\\end{{table}}\n")
-
+# %% ../nbs/10_report.ipynb #ac0c0028
 def _read(path: Path) -> str:
     "A table the stages wrote; a missing one means an upstream stage did not finish."
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: an upstream stage did not write it; re-run the reproduction with --force")
     return path.read_text().strip()
 
+# %% ../nbs/10_report.ipynb #ac0c0031
 def provenance_rows(manifest: dict, cfg) -> list[dict]:
     rows = []
     for d, info in manifest["domains"].items():
@@ -119,6 +109,7 @@ def provenance_rows(manifest: dict, cfg) -> list[dict]:
                      "train / validation docs": f"{info['train_documents']:,} / {info['validation_documents']:,}"})
     return rows
 
+# %% ../nbs/10_report.ipynb #ac0c0033
 def merge_sentence(mg: dict) -> str:
     acc = (f"SLERP accuracy curves cross at **t\\* = {mg['t_star_accuracy']:.3f}**" if mg.get("t_star_accuracy") is not None
            else "The SLERP accuracy curves **do not cross** on our models")
@@ -126,6 +117,7 @@ def merge_sentence(mg: dict) -> str:
     return (f"{acc} ({loss}); {mg['tensors_lerp_fallback']} of {mg['tensors']} tensors took mergekit's LERP fallback; "
             f"the LuaStories checkpoint uses t = {mg['t_used']:.3f}.")
 
+# %% ../nbs/10_report.ipynb #ac0c0036
 def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds: dict[str, float],
                  figures_rel: str = "../figures") -> str:
     "The whole REPRODUCTION.md text."
@@ -145,11 +137,11 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
         "`results.json` and tables; every number below comes from that run. **The corpora are offline stand-ins** "
         "for the paper's (see Data); models are smaller than the paper's unless the profile is `gpu` or `paper`.",
         "## Claims and verdicts",
-        md_table(claims, ["claim", "evidence", "verdict"]),
+        _md(claims, ["claim", "evidence", "verdict"]),
         "Rules: see `nbs/10_report.ipynb` (a verdict is computed, not chosen).",
         "## Data: the paper's corpora and ours",
-        md_table(provenance_rows(manifest, cfg), ["domain", "paper's corpus", "ours", "role", "train / validation docs"]),
-        md_table(tok_rows, ["domain", "train tokens", "validation tokens"]),
+        _md(provenance_rows(manifest, cfg), ["domain", "paper's corpus", "ours", "role", "train / validation docs"]),
+        _md(tok_rows, ["domain", "train tokens", "validation tokens"]),
         f"Tokenizer: {results['tokenizer']['vocab_size']:,} tokens (sha256 `{results['tokenizer']['tokenizer_sha256'][:12]}…`). "
         "Full provenance (versions, licences, sha256 of every source): `paper/data_manifest.md`.",
         "## Language models", _read(tables / "lm_eval.md"),
@@ -175,12 +167,12 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
         "Dashboards: `figures/case_study_dashboards.html`; explorer: `figures/explorer.html`; all candidates with their "
         "selectivity: `paper/case_study_candidates.csv`.",
         "## Automated interpretability (Figure 6)",
-        md_table(ai_rows, ["group", "features scored", "mean r", "median r", "undefined"]),
+        _md(ai_rows, ["group", "features scored", "mean r", "median r", "undefined"]),
         f"Backend: **{ai['backend_label']}**." + (" These scores measure a token-list explanation, not the paper's "
                                                     "GPT-4 Turbo explanations; they are not comparable to Figure 6." if ai["is_proxy"] else ""),
         fig("fig6_autointerp", f"Figure 6: explanation scores ({ai['backend_label']})."),
         "## This run",
-        md_table([{"stage": k, "seconds": f"{v:.0f}"} for k, v in stage_seconds.items()] +
+        _md([{"stage": k, "seconds": f"{v:.0f}"} for k, v in stage_seconds.items()] +
                  [{"stage": "total (stages run last)", "seconds": f"{total:.0f}"}], ["stage", "seconds"]),
         "Wall times are those of each stage's latest execution on the machine that ran it (`runs/<profile>/.stages`).",
     ]

@@ -8,153 +8,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
-from .config import SAEConfig, atomic_write_text
-from .data import sha256_file
-from .model import LanguageModel, load_model, next_token_loss
-from .reproduce import Run, Stage
+import universal_features.autoencoder as autoencoder
+from .autoencoder import SparseAutoencoder, resample_dead, sae_loss, save_sae
+from .config import SAEConfig
+from .files import Table, atomic_write_text, code_fingerprint, compute_once, sha256_file
+from .model import LanguageModel, next_token_loss
+from .run import Run, Stage
 from .tokenizer import load_mixture
-from .train import code_fingerprint
 
 # %% auto #0
-__all__ = ['STAGE', 'SAE_MODELS', 'NULL_MODELS', 'METRIC_COLUMNS', 'sae_runs', 'SparseAutoencoder', 'geometric_median',
-           'sae_loss', 'resample_dead', 'harvest', 'ActivationBuffer', 'sae_schedule', 'train_sae', 'sae_metrics',
-           'explained_variance', 'SAECheckpointError', 'save_sae', 'saelens_cfg', 'load_sae', 'train_run_sae',
-           'sae_table_markdown', 'sae_table_latex', 'plot_densities']
+__all__ = ['STAGE', 'METRIC_COLUMNS', 'harvest', 'ActivationBuffer', 'sae_schedule', 'train_sae', 'sae_metrics', 'train_run_sae',
+           'sae_table', 'plot_densities']
 
 # %% ../nbs/05_sae.ipynb #6e538ed0
 STAGE = Stage("sae", reads=("sae",), needs=("merge",))
-SAE_MODELS = ("base", "lua", "tinystories", "luastories")
-NULL_MODELS = ("base", "lua")  # a second SAE with another seed: what SAE noise alone gives
-
-def sae_runs() -> list[tuple[str, str, int]]:
-    "(SAE name, model, seed index): one per model plus the null-control seeds."
-    return [(m, m, i) for i, m in enumerate(SAE_MODELS)] + [(f"{m}-seed2", m, 100 + i) for i, m in enumerate(NULL_MODELS)]
-
-# %% ../nbs/05_sae.ipynb #6c8fb840
-class SparseAutoencoder(nn.Module):
-    "ReLU (L1 × decoder norm) or TopK sparse autoencoder with a decoder bias subtracted before encoding."
-    def __init__(self, d_in: int, d_sae: int, architecture: str = "relu", k: int = 32):
-        super().__init__()
-        if architecture not in ("relu", "topk"): raise ValueError(f"sae.architecture {architecture!r}: use relu or topk")
-        self.d_in, self.d_sae, self.architecture, self.k = d_in, d_sae, architecture, k
-        self.W_enc = nn.Parameter(torch.zeros(d_in, d_sae))
-        self.b_enc = nn.Parameter(torch.zeros(d_sae))
-        self.W_dec = nn.Parameter(torch.zeros(d_sae, d_in))
-        self.b_dec = nn.Parameter(torch.zeros(d_in))
-        self.register_buffer("input_scale", torch.tensor(1.0))
-
-    @torch.no_grad()
-    def initialise(self, sample: torch.Tensor, generator: torch.Generator, decoder_norm: float = 0.1) -> None:
-        "Scale from the sample (E‖x‖ = √d_in), b_dec at its geometric median, random decoder rows, W_enc = W_decᵀ."
-        self.input_scale.fill_(math.sqrt(self.d_in) / sample.norm(dim=-1).mean().clamp_min(1e-8))
-        self.b_dec.copy_(geometric_median(sample * self.input_scale))
-        w = torch.randn(self.d_sae, self.d_in, generator=generator)
-        self.W_dec.copy_(w / w.norm(dim=-1, keepdim=True) * decoder_norm)
-        self.W_enc.copy_(self.W_dec.T)
-        self.b_enc.zero_()
-
-    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * self.input_scale - self.b_dec) @ self.W_enc + self.b_enc
-
-    def activate(self, pre: torch.Tensor) -> torch.Tensor:
-        "ReLU of the pre-activations, keeping only the k largest for TopK."
-        f = F.relu(pre)
-        if self.architecture == "topk":
-            v, i = f.topk(self.k, dim=-1)
-            return torch.zeros_like(f).scatter_(-1, i, v)
-        return f
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        "Feature activations [..., d_sae]."
-        return self.activate(self.pre_activations(x))
-
-    def decode(self, f: torch.Tensor) -> torch.Tensor:
-        "Reconstruction in the input's units."
-        return (f @ self.W_dec + self.b_dec) / self.input_scale
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.encode(x)
-        return self.decode(f), f
-
-    @torch.no_grad()
-    def fold_input_scale(self) -> None:
-        "Fold the input scaling into the weights (same function, input_scale = 1)."
-        s = self.input_scale.item()
-        self.W_enc.mul_(s); self.W_dec.div_(s); self.b_dec.div_(s); self.input_scale.fill_(1.0)
-
-@torch.no_grad()
-def geometric_median(x: torch.Tensor, iters: int = 100, eps: float = 1e-6) -> torch.Tensor:
-    "Weiszfeld's algorithm: the point minimising the sum of Euclidean distances to the rows of `x`."
-    y = x.mean(0)
-    for _ in range(iters):
-        w = 1.0 / (x - y).norm(dim=-1).clamp_min(eps)
-        y_new = (w[:, None] * x).sum(0) / w.sum()
-        if (y_new - y).norm() < eps * max(1.0, y.norm().item()): return y_new
-        y = y_new
-    return y
-
-# %% ../nbs/05_sae.ipynb #e7ba058d
-def sae_loss(sae: SparseAutoencoder, x: torch.Tensor, l1_coefficient: float, dead_mask: torch.Tensor | None = None,
-             k_aux: int = 0, aux_coefficient: float = 1 / 32) -> tuple[torch.Tensor, dict]:
-    "MSE (summed over dimensions) + λ·Σ f‖W_dec‖ (ReLU) or + AuxK on dead latents (TopK)."
-    xs = x * sae.input_scale
-    pre = sae.pre_activations(x)
-    f = sae.activate(pre)
-    xhat_s = f @ sae.W_dec + sae.b_dec
-    mse = (xhat_s - xs).pow(2).sum(-1).mean()
-    fired = (f > 0).detach()
-    logs = {"mse": mse.item(), "l0": fired.float().sum(-1).mean().item(), "fired": fired.any(0)}
-    if sae.architecture == "relu":
-        sparsity = (f * sae.W_dec.norm(dim=-1)).sum(-1).mean()
-        logs["sparsity"] = sparsity.item()
-        return mse + l1_coefficient * sparsity, logs
-    loss = mse
-    if dead_mask is not None and dead_mask.any() and k_aux > 0:  # AuxK (Gao et al. 2024): dead latents model the residual
-        resid = (xs - xhat_s).detach()
-        # raw pre-activations (not ReLU'd), so that latents far below zero still get a gradient back to life
-        dead_pre = pre.masked_fill(~dead_mask, float("-inf"))
-        v, i = dead_pre.topk(min(k_aux, int(dead_mask.sum())), dim=-1)
-        aux_hat = torch.zeros_like(pre).scatter_(-1, i, v) @ sae.W_dec
-        aux = (aux_hat - resid).pow(2).sum(-1).mean() / resid.pow(2).sum(-1).mean().clamp_min(1e-8)
-        loss = loss + aux_coefficient * aux
-        logs["aux"] = aux.item()
-    return loss, logs
-
-@torch.no_grad()
-def resample_dead(sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Tensor, x: torch.Tensor,
-                  generator: torch.Generator) -> int:
-    "Anthropic resampling: dead latents take inputs drawn ∝ reconstruction loss²; returns how many were resampled."
-    idx = dead.nonzero().flatten()
-    if len(idx) == 0: return 0
-    xs = x * sae.input_scale
-    err = (sae.decode(sae.encode(x)) * sae.input_scale - xs).pow(2).sum(-1)
-    probs = err.pow(2)
-    if probs.sum() <= 0: return 0
-    pick = torch.multinomial(probs / probs.sum(), len(idx), replacement=len(idx) > len(probs), generator=generator)
-    dirs = xs[pick] - sae.b_dec
-    dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    alive = ~dead
-    dec_norm = sae.W_dec[alive].norm(dim=-1).mean() if alive.any() else torch.tensor(0.1)
-    enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
-    sae.W_dec[idx] = dirs * dec_norm
-    sae.W_enc[:, idx] = dirs.T * enc_norm * 0.2
-    sae.b_enc[idx] = 0.0
-    for p, sl in ((sae.W_dec, (idx,)), (sae.W_enc, (slice(None), idx)), (sae.b_enc, (idx,))):
-        st = opt.state.get(p, {})
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in st: st[key][sl] = 0.0
-    return len(idx)
 
 # %% ../nbs/05_sae.ipynb #841b6b9d
 @torch.no_grad()
@@ -163,11 +39,12 @@ def harvest(model: LanguageModel, blocks: np.ndarray, hook: str, batch_blocks: i
     model.eval()
     out = []
     for i in range(0, len(blocks), batch_blocks):
-        x = torch.as_tensor(blocks[i:i + batch_blocks], dtype=torch.long, device=device)
-        _, cache = model.run_with_cache(x, [hook], stop_at=hook)
-        out.append(cache[hook].reshape(-1, cache[hook].shape[-1]).float())
+        x = torch.as_tensor(blocks[i:i + batch_blocks], dtype=torch.long, device=device)  # [batch, block_size]
+        _, cache = model.run_with_cache(x, [hook], stop_at=hook)                          # cache[hook]: [batch, block_size, d]
+        out.append(cache[hook].reshape(-1, cache[hook].shape[-1]).float())               # [batch × block_size, d]
     return torch.cat(out)
 
+# %% ../nbs/05_sae.ipynb #f5a0c004
 class ActivationBuffer:
     "Shuffled buffer of activations over many contexts; yields batches of `batch_tokens` forever (cycling the blocks)."
     def __init__(self, model: LanguageModel, blocks: np.ndarray, hook: str, buffer_contexts: int, batch_tokens: int,
@@ -177,7 +54,7 @@ class ActivationBuffer:
         self.rng = np.random.default_rng(seed)
         self.gen = torch.Generator(device="cpu").manual_seed(seed)
         self.order, self.pos, self.epoch = self.rng.permutation(len(blocks)), 0, 0
-        self.buf = self._next_contexts(self.n_ctx)
+        self.buf = self._next_contexts(self.n_ctx)                                       # [n_ctx × block_size, d]
         self._shuffle()
         self.read = 0
 
@@ -197,7 +74,7 @@ class ActivationBuffer:
             fresh = self._next_contexts(self.n_ctx // 2)
             self.buf = torch.cat([self.buf[self.read:], fresh])[: max(len(self.buf), self.batch * 2)]
             self._shuffle(); self.read = 0
-        b = self.buf[self.read:self.read + self.batch]
+        b = self.buf[self.read:self.read + self.batch]                                   # [batch_tokens, d]
         self.read += self.batch
         return b
 
@@ -210,6 +87,7 @@ def sae_schedule(step: int, total: int, sc: SAEConfig) -> tuple[float, float]:
     l1 = min(1.0, (step + 1) / sc.l1_warmup_steps) if sc.l1_warmup_steps else 1.0
     return lr, l1
 
+# %% ../nbs/05_sae.ipynb #f5a0c008
 def train_sae(sae: SparseAutoencoder, next_batch, sc: SAEConfig, n_tokens: int, l1_coefficient: float, seed: int,
               device="cpu", desc: str = "sae", log_path: Path | None = None) -> dict:
     "Train on batches from `next_batch()` for `n_tokens` activations; resample or AuxK dead latents."
@@ -225,8 +103,8 @@ def train_sae(sae: SparseAutoencoder, next_batch, sc: SAEConfig, n_tokens: int, 
     for step in range(total):
         lr_f, l1_f = sae_schedule(step, total, sc)
         for g in opt.param_groups: g["lr"] = sc.lr * lr_f
-        x = next_batch().to(device)
-        dead = (seen - last_fired) >= dead_window
+        x = next_batch().to(device)                                                      # [batch_size_tokens, d_in]
+        dead = (seen - last_fired) >= dead_window                                        # [d_sae]
         loss, rec = sae_loss(sae, x, l1_coefficient * l1_f, dead if sc.dead_remedy == "auxk" else None,
                              k_aux=sae.d_in // 2)
         loss.backward()
@@ -255,10 +133,10 @@ def sae_metrics(sae: SparseAutoencoder, model: LanguageModel, blocks: np.ndarray
     ce_clean = ce_sae = ce_zero = kl = 0.0
     fires = torch.zeros(sae.d_sae, device=device)
     for i in range(0, len(blocks), batch_blocks):
-        toks = torch.as_tensor(blocks[i:i + batch_blocks], dtype=torch.long, device=device)
-        clean_logits, cache = model.run_with_cache(toks, [hook])
-        x = cache[hook].float().reshape(-1, sae.d_in)
-        xhat, f = sae(x)
+        toks = torch.as_tensor(blocks[i:i + batch_blocks], dtype=torch.long, device=device)  # [batch, pos]
+        clean_logits, cache = model.run_with_cache(toks, [hook])                           # [batch, pos, vocab]
+        x = cache[hook].float().reshape(-1, sae.d_in)                                      # [batch × pos, d_in]
+        xhat, f = sae(x)                                                                   # [batch × pos, d_in], [batch × pos, d_sae]
         n = len(x); n_tok += n
         sq_err += (x - xhat).pow(2).sum().item()
         sum_x = x.sum(0) if sum_x is None else sum_x + x.sum(0)
@@ -266,14 +144,14 @@ def sae_metrics(sae: SparseAutoencoder, model: LanguageModel, blocks: np.ndarray
         l0 += (f > 0).float().sum().item()
         ratio += (xhat.norm(dim=-1) / x.norm(dim=-1).clamp_min(1e-8)).sum().item()
         fires += (f > 0).float().sum(0)
-        rec = xhat.reshape(cache[hook].shape).to(cache[hook].dtype)
+        rec = xhat.reshape(cache[hook].shape).to(cache[hook].dtype)                        # [batch, pos, d_in]
         sae_logits = model.run_with_hooks(toks, [(hook, lambda a, h: rec)])
         zero_logits = model.run_with_hooks(toks, [(hook, lambda a, h: torch.zeros_like(a))])
         w = toks.shape[0] * (toks.shape[1] - 1)
         ce_clean += next_token_loss(clean_logits, toks).item() * w
         ce_sae += next_token_loss(sae_logits, toks).item() * w
         ce_zero += next_token_loss(zero_logits, toks).item() * w
-        lp, lq = clean_logits.float().log_softmax(-1), sae_logits.float().log_softmax(-1)
+        lp, lq = clean_logits.float().log_softmax(-1), sae_logits.float().log_softmax(-1)  # [batch, pos, vocab]
         kl += (lp.exp() * (lp - lq)).sum(-1).sum().item()
     n_pred = len(blocks) * (blocks.shape[1] - 1)
     ce_clean, ce_sae, ce_zero = ce_clean / n_pred, ce_sae / n_pred, ce_zero / n_pred
@@ -285,74 +163,24 @@ def sae_metrics(sae: SparseAutoencoder, model: LanguageModel, blocks: np.ndarray
             "kl_to_clean": kl / (len(blocks) * blocks.shape[1]), "dead_fraction": float((density == 0).mean()),
             "shrinkage_l2_ratio": ratio / n_tok, "tokens": n_tok, "density": density.tolist()}
 
-def explained_variance(x: torch.Tensor, xhat: torch.Tensor) -> float:
-    "1 − Σ‖x − x̂‖² / Σ‖x − mean(x)‖² (numerator and denominator summed separately over tokens)."
-    return 1 - ((x - xhat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
-
-# %% ../nbs/05_sae.ipynb #12b23229
-class SAECheckpointError(ValueError):
-    "An SAE checkpoint that is damaged or does not fit the model."
-
-def save_sae(sae: SparseAutoencoder, folder: Path, meta: dict) -> Path:
-    "Fold the input scale and write our checkpoint and the SAELens export, atomically."
-    from safetensors.torch import save_file
-    folder.mkdir(parents=True, exist_ok=True)
-    sae = sae.cpu(); sae.fold_input_scale()
-    tensors = {k: getattr(sae, k).detach().contiguous() for k in ("W_enc", "b_enc", "W_dec", "b_dec")}
-    for name, sub in (("sae.safetensors", folder), ("sae_weights.safetensors", folder / "sae_lens")):
-        sub.mkdir(exist_ok=True)
-        tmp = sub / f".{name}.tmp"; save_file(tensors, str(tmp)); tmp.replace(sub / name)
-    cfg = {"d_in": sae.d_in, "d_sae": sae.d_sae, "architecture": sae.architecture, "k": sae.k, **meta}
-    atomic_write_text(folder / "sae_config.json", json.dumps(cfg, indent=2) + "\n")
-    atomic_write_text(folder / "sae_lens" / "cfg.json", json.dumps(saelens_cfg(sae, meta), indent=2) + "\n")
-    return folder
-
-def saelens_cfg(sae: SparseAutoencoder, meta: dict) -> dict:
-    "SAELens (v6) cfg.json for this SAE."
-    cfg = {"architecture": "standard" if sae.architecture == "relu" else "topk", "d_in": sae.d_in, "d_sae": sae.d_sae,
-           "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True, "normalize_activations": "none",
-           "reshape_activations": "none",
-           "metadata": {"model_name": meta.get("model", ""), "hook_name": meta.get("hook_name", ""), "hook_head_index": None,
-                        "context_size": meta.get("block_size"), "prepend_bos": True, "dataset_path": meta.get("dataset", ""),
-                        "model_class_name": "universal_features.model.LanguageModel"}}
-    if sae.architecture == "topk": cfg["k"] = sae.k
-    return cfg
-
-def load_sae(folder: str | Path, expect_d_in: int | None = None) -> SparseAutoencoder:
-    "Our SAE checkpoint, checked for shape and damage."
-    from safetensors.torch import load_file
-    folder = Path(folder)
-    cfg_f, st = folder / "sae_config.json", folder / "sae.safetensors"
-    if not cfg_f.is_file() or not st.is_file(): raise SAECheckpointError(f"{folder} lacks sae_config.json or sae.safetensors")
-    cfg = json.loads(cfg_f.read_text())
-    if expect_d_in is not None and cfg["d_in"] != expect_d_in:
-        raise SAECheckpointError(f"{folder}: SAE reads {cfg['d_in']}-dimensional activations, the model's hook gives {expect_d_in}")
-    try: t = load_file(str(st))
-    except Exception as e: raise SAECheckpointError(f"{st} is damaged or not a safetensors file ({e}); retrain it") from None
-    sae = SparseAutoencoder(cfg["d_in"], cfg["d_sae"], cfg["architecture"], cfg.get("k", 32))
-    want = {"W_enc": (cfg["d_in"], cfg["d_sae"]), "b_enc": (cfg["d_sae"],), "W_dec": (cfg["d_sae"], cfg["d_in"]), "b_dec": (cfg["d_in"],)}
-    for k, shape in want.items():
-        if k not in t: raise SAECheckpointError(f"{st} lacks {k}")
-        if tuple(t[k].shape) != shape: raise SAECheckpointError(f"{st}: {k} has shape {tuple(t[k].shape)}, sae_config.json says {shape}")
-    with torch.no_grad():
-        for k in want: getattr(sae, k).copy_(t[k])
-    return sae.eval()
-
 # %% ../nbs/05_sae.ipynb #16c189b5
 def train_run_sae(run: Run, name: str, model_name: str, index: int, device="cpu") -> dict:
     "Train (or reuse) one SAE of the run; returns its metrics."
-    import universal_features.sae as this
+    import universal_features.sae as this_module  # the exported module, also when this runs in the notebook
     cfg, sc = run.config, run.config.sae
-    folder = run.stage_dir("saes") / name
-    model_dir = run.root / "models" / model_name
-    key = hashlib.sha256(json.dumps([asdict(sc), cfg.model.d_mlp, index, sha256_file(model_dir / "model.safetensors"),
-                                     code_fingerprint(this)]).encode()).hexdigest()
-    done = folder / "done.json"
-    if done.exists() and json.loads(done.read_text())["key"] == key: return json.loads((folder / "metrics.json").read_text())
+    folder = run.sae_dir(name)
+    key = hashlib.sha256(json.dumps([asdict(sc), cfg.model.d_mlp, index, sha256_file(run.model_dir(model_name) / "model.safetensors"),
+                                     code_fingerprint(autoencoder, this_module)]).encode()).hexdigest()
+    return compute_once(folder, key, lambda: _train_run_sae(run, name, model_name, index, device),
+                        ready=lambda: (folder / "sae.safetensors").exists())["metrics"]
+
+def _train_run_sae(run: Run, name: str, model_name: str, index: int, device) -> dict:
+    cfg, sc = run.config, run.config.sae
+    folder = run.sae_dir(name)
     seed = sc.seed * 1000 + index
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = load_model(model_dir, expect_config=cfg.model).to(device)
+    model = run.load_model(model_name, device)
     blocks = load_mixture(run.root, "sae", model_name, "train", seed=seed)
     d_in, d_sae = cfg.model.d_mlp, sc.expansion_factor * cfg.model.d_mlp
     sae = SparseAutoencoder(d_in, d_sae, sc.architecture, sc.k)
@@ -370,33 +198,23 @@ def train_run_sae(run: Run, name: str, model_name: str, index: int, device="cpu"
                    resampled=summary["resampled"], buffer_epochs=buf.epoch)
     save_sae(sae, folder, {"model": model_name, "hook_name": sc.hook_name, "block_size": sc.block_size, "seed": seed,
                            "dataset": f"sae mixture '{model_name}' of run {run.config.profile}", "l1_coefficient": l1})
-    atomic_write_text(folder / "metrics.json", json.dumps(metrics) + "\n")
-    atomic_write_text(done, json.dumps({"key": key, "activations_per_second": summary["tokens"] / secs}) + "\n")
-    return metrics
+    return {"metrics": metrics, "activations_per_second": summary["tokens"] / secs}
 
+# %% ../nbs/05_sae.ipynb #f5a0c015
 METRIC_COLUMNS = [("l0", "L0", "{:.1f}"), ("mse", "MSE", "{:.4f}"), ("explained_variance", "expl. var.", "{:.3f}"),
                   ("ce_loss_recovered", "CE loss rec.", "{:.1%}"), ("kl_to_clean", "KL", "{:.4f}"),
                   ("dead_fraction", "dead", "{:.1%}"), ("shrinkage_l2_ratio", "‖x̂‖/‖x‖", "{:.3f}"),
                   ("ce_clean", "CE clean", "{:.3f}"), ("ce_sae", "CE SAE", "{:.3f}"), ("ce_zero_ablation", "CE zero", "{:.3f}")]
 
-def sae_table_markdown(rows: list[dict]) -> str:
+# %% ../nbs/05_sae.ipynb #f5a0c017
+def sae_table(rows: list[dict]) -> Table:
     "One row per SAE, the quality metrics as columns."
-    out = "| SAE | model | d_sae | " + " | ".join(c[1] for c in METRIC_COLUMNS) + " |\n|---|---|---:|" + "---:|" * len(METRIC_COLUMNS) + "\n"
-    for r in rows:
-        out += f"| {r['name']} | {r['model']} | {r['d_sae']} | " + " | ".join(f.format(r[k]) for k, _, f in METRIC_COLUMNS) + " |\n"
-    return out
+    return Table(rows, {"name": "SAE", "model": "model", "d_sae": "d_sae", **{k: h for k, h, _ in METRIC_COLUMNS}},
+                 {k: f for k, _, f in METRIC_COLUMNS})
 
-def sae_table_latex(rows: list[dict]) -> str:
-    cols = [c for c in METRIC_COLUMNS[:7]]
-    lines = [r"\begin{tabular}{ll" + "r" * len(cols) + "}", r"\toprule",
-             "SAE & model & " + " & ".join(c[1].replace("%", r"\%").replace("‖x̂‖/‖x‖", r"$\|\hat x\|/\|x\|$") for c in cols) + r" \\", r"\midrule"]
-    for r in rows:
-        lines.append(f"{r['name']} & {r['model']} & " + " & ".join(f.format(r[k]).replace("%", r"\%") for k, _, f in cols) + r" \\")
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
-
+# %% ../nbs/05_sae.ipynb #f5a0c019
 def plot_densities(rows: list[dict], title: str):
     "log10 feature-density histograms, one panel per SAE; dead latents counted at the left edge."
-    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 2.6), sharey=True)
     for ax, r in zip(np.atleast_1d(axes), rows):
         d = np.asarray(r["density"]); floor = 1.0 / r["tokens"]

@@ -19,22 +19,23 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .config import Config, TrainConfig, atomic_write_text, config_hash, load_config
+from .config import Config, TrainConfig, apply_overrides, config_hash, load_config
+from .files import Table, atomic_path, atomic_write_text, code_fingerprint, compute_once
+from .lineage import DOMAINS, OWN_DOMAINS, TRAINED
 from .model import LanguageModel, load_model, next_token_loss, save_model
-from .reproduce import Run, Stage
+from .run import Run, Stage, default_device
 from .tokenizer import load_blocks, load_mixture
 
 # %% auto #0
-__all__ = ['STAGE', 'MODELS', 'PAPER_LM', 'OWN_DOMAINS', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps',
-           'save_train_state', 'load_train_state', 'evaluate', 'bigram_baseline', 'default_device', 'train_lm',
-           'code_fingerprint', 'model_key', 'train_model', 'main', 'evaluation_table', 'lm_table_markdown',
-           'lm_table_latex']
+__all__ = ['STAGE', 'PAPER_LM', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps', 'save_train_state',
+           'load_train_state', 'evaluate', 'bigram_baseline', 'train_lm', 'model_key', 'train_model', 'main',
+           'evaluation_table', 'lm_table']
 
 # %% ../nbs/03_train.ipynb #69b84ac7
 STAGE = Stage("train", reads=("model", "train", "finetune"), needs=("tokenizer",))
-MODELS = {"base": None, "lua": "base", "tinystories": "base"}  # model → the model it is fine-tuned from
 
 # %% ../nbs/03_train.ipynb #bafca10b
 def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine") -> float:
@@ -45,12 +46,14 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine") -> f
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
+# %% ../nbs/03_train.ipynb #c3a0c001
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     "AdamW groups: decay for matrices and embeddings, none for the 1-D norm gains."
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
+# %% ../nbs/03_train.ipynb #c3a0c003
 def batch_indices(step: int, n_blocks: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> np.ndarray:
     "Block indices of this rank's share of global batch `step` (epochs are seeded permutations)."
     per_epoch = n_blocks // batch_size
@@ -59,6 +62,7 @@ def batch_indices(step: int, n_blocks: int, batch_size: int, seed: int, rank: in
     perm = np.random.default_rng([seed, epoch]).permutation(n_blocks)
     return perm[i * batch_size:(i + 1) * batch_size][rank::world]
 
+# %% ../nbs/03_train.ipynb #c3a0c006
 def total_steps(n_blocks: int, tc: TrainConfig) -> int:
     "Optimiser steps of a run: max_steps, else epochs × blocks / batch."
     return tc.max_steps or max(1, int(tc.epochs * (n_blocks // tc.batch_size)))
@@ -66,7 +70,6 @@ def total_steps(n_blocks: int, tc: TrainConfig) -> int:
 # %% ../nbs/03_train.ipynb #7b7a15db
 def save_train_state(folder: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, meta: dict) -> None:
     "Write train_state.safetensors + train_state.json into `folder` atomically."
-    from safetensors.torch import save_file
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     osd = opt.state_dict()
@@ -74,15 +77,13 @@ def save_train_state(folder: Path, model: torch.nn.Module, opt: torch.optim.Opti
         for k, v in st.items(): tensors[f"opt.{pid}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available(): tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    tmp = folder / ".train_state.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(folder / "train_state.safetensors")
+    with atomic_path(folder / "train_state.safetensors") as tmp: save_file(tensors, str(tmp))
     groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in osd["param_groups"]]
     atomic_write_text(folder / "train_state.json", json.dumps({"step": step, "param_groups": groups, **meta}, indent=2))
 
+# %% ../nbs/03_train.ipynb #c3a0c009
 def load_train_state(folder: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, key: str) -> int:
     "Restore a training state written by `save_train_state` for the same run key; returns the step (0 if none)."
-    from safetensors.torch import load_file
     meta_f, st_f = folder / "train_state.json", folder / "train_state.safetensors"
     if not (meta_f.exists() and st_f.exists()): return 0
     meta = json.loads(meta_f.read_text())
@@ -107,14 +108,15 @@ def evaluate(model: LanguageModel, blocks: np.ndarray, batch_size: int = 64, dev
     blocks = blocks[:max_blocks] if max_blocks else blocks
     loss_sum, correct, n = 0.0, 0, 0
     for i in range(0, len(blocks), batch_size):
-        x = torch.as_tensor(blocks[i:i + batch_size], dtype=torch.long, device=device)
-        logits = model(x).float()
-        tgt = x[:, 1:]
+        x = torch.as_tensor(blocks[i:i + batch_size], dtype=torch.long, device=device)  # [batch, pos]
+        logits = model(x).float()                                                        # [batch, pos, vocab]
+        tgt = x[:, 1:]                                                                   # [batch, pos - 1]
         loss_sum += F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="sum").item()
         correct += (logits[:, :-1].argmax(-1) == tgt).sum().item()
         n += tgt.numel()
     return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1), "tokens": n}
 
+# %% ../nbs/03_train.ipynb #c3a0c015
 def bigram_baseline(train_blocks: np.ndarray, eval_blocks: np.ndarray, vocab_size: int, k: float = 0.1) -> dict:
     "Add-k smoothed bigram model fitted on `train_blocks`: loss and accuracy on `eval_blocks` (same positions)."
     def pairs(b): return (b[:, :-1].astype(np.int64) * vocab_size + b[:, 1:]).ravel()
@@ -139,10 +141,6 @@ def _dist() -> tuple[int, int]:
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
-
-def default_device() -> torch.device:
-    if torch.cuda.is_available(): return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
 
 def train_lm(model: LanguageModel, blocks: np.ndarray, tc: TrainConfig, out: Path, key: str,
              val_blocks: np.ndarray | None = None, device=None, desc: str = "train", interrupt_after: int | None = None) -> dict:
@@ -171,9 +169,9 @@ def train_lm(model: LanguageModel, blocks: np.ndarray, tc: TrainConfig, out: Pat
         if interrupt_after is not None and step >= interrupt_after: break  # test hook: a kill at this step
         for g in opt.param_groups: g["lr"] = tc.lr * lr_factor(step, tc.warmup_steps, total, tc.schedule)
         x = torch.as_tensor(blocks[batch_indices(step, len(blocks), tc.batch_size, tc.seed, rank, world)],
-                            dtype=torch.long, device=device)
+                            dtype=torch.long, device=device)                             # [batch / world, context]
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            logits = step_fn(x)
+            logits = step_fn(x)                                                          # [batch / world, context, vocab]
         loss = next_token_loss(logits, x)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -200,79 +198,76 @@ def train_lm(model: LanguageModel, blocks: np.ndarray, tc: TrainConfig, out: Pat
             "tokens_per_second": (total - start) * tokens_per_step / secs if done and secs > 0 else None}
 
 # %% ../nbs/03_train.ipynb #1f3a47c5
-def code_fingerprint(*modules) -> str:
-    "Hash of modules' code, blind to comments and layout (nbdev's cell-id comments change on every export)."
-    import ast
-    return hashlib.sha256("".join(ast.dump(ast.parse(Path(m.__file__).read_text())) for m in modules).encode()).hexdigest()
-
 def _code_fingerprint() -> str:
     "The model and training code: a change to either retrains."
-    import universal_features.model as m, universal_features.train as t
-    return code_fingerprint(m, t)
+    import universal_features.model as model_module, universal_features.train as this_module  # the exported modules
+    return code_fingerprint(model_module, this_module)
 
 def model_key(cfg: Config, name: str, tokenizer_sha256: str) -> str:
     "What a trained model depends on: its config sections, its parent chain, the tokenizer and the code."
     chain, n = [], name
-    while n: chain.append(n); n = MODELS[n]
-    sections = ["model", "train"] + (["finetune"] if name != "base" else [])
+    while n: chain.append(n); n = TRAINED[n]
+    sections = ["model", "train"] + (["finetune"] if TRAINED[name] else [])
     return hashlib.sha256(f"{config_hash(cfg, sections)}:{'/'.join(chain)}:{tokenizer_sha256}:{_code_fingerprint()}".encode()).hexdigest()
 
+# %% ../nbs/03_train.ipynb #c3a0c022
+class _Interrupted(Exception):
+    "The test hook stopped training before the end: nothing is recorded as done."
+
 def train_model(run: Run, name: str, device=None, interrupt_after: int | None = None, out: Path | None = None) -> dict:
-    "Train one of MODELS into run/models/<name> or `out` (skipped when its finished checkpoint has the same key)."
+    "Train one model of the lineage into run/models/<name> or `out` (skipped when its finished checkpoint has the same key)."
     cfg = run.config
     tok_sha = run.results()["tokenizer"]["tokenizer_sha256"]
     vocab = run.results()["tokenizer"]["vocab_size"]
-    out = Path(out) if out is not None else run.stage_dir("models") / name
+    out = Path(out) if out is not None else run.model_dir(name)
     key = model_key(cfg, name, tok_sha)
-    done = out / "done.json"
-    if done.exists() and json.loads(done.read_text()).get("key") == key and (out / "model.safetensors").exists():
-        return json.loads(done.read_text())["summary"]
-    parent = MODELS[name]
-    if parent is None:
-        torch.manual_seed(cfg.train.seed)
-        model, tc = LanguageModel(cfg.model, vocab), cfg.train
-    else:
-        model = load_model(run.root / "models" / parent, expect_vocab=vocab, expect_tokenizer_sha256=tok_sha,
-                           expect_config=cfg.model)
-        tc = cfg.finetune
-    blocks = load_mixture(run.root, "lm", name, "train", seed=cfg.data.seed)
-    val = load_mixture(run.root, "lm", name, "validation", seed=cfg.data.seed)
-    summary = train_lm(model, blocks, tc, out, key, val_blocks=val, device=device, desc=name, interrupt_after=interrupt_after)
-    if not summary["completed"]: return summary
-    rank = int(os.environ.get("RANK", "0"))
-    if rank == 0:
-        save_model(model.cpu(), out, tokenizer_sha256=tok_sha, extra={"universal_features_training": {"from": parent, **asdict(tc)}})
-        atomic_write_text(done, json.dumps({"key": key, "summary": summary}, indent=2) + "\n")
-        for f in ("train_state.safetensors", "train_state.json"): (out / "checkpoint" / f).unlink(missing_ok=True)
-    return summary
+    parent = TRAINED[name]
+    interrupted = {}
+
+    def train() -> dict:
+        if parent is None:
+            torch.manual_seed(cfg.train.seed)
+            model, tc = LanguageModel(cfg.model, vocab), cfg.train
+        else:
+            model = load_model(run.model_dir(parent), expect_vocab=vocab, expect_tokenizer_sha256=tok_sha,
+                               expect_config=cfg.model)
+            tc = cfg.finetune
+        blocks = load_mixture(run.root, "lm", name, "train", seed=cfg.data.seed)
+        val = load_mixture(run.root, "lm", name, "validation", seed=cfg.data.seed)
+        summary = train_lm(model, blocks, tc, out, key, val_blocks=val, device=device, desc=name, interrupt_after=interrupt_after)
+        if not summary["completed"]: interrupted.update(summary); raise _Interrupted
+        if int(os.environ.get("RANK", "0")) == 0:
+            save_model(model.cpu(), out, tokenizer_sha256=tok_sha, extra={"universal_features_training": {"from": parent, **asdict(tc)}})
+            for f in ("train_state.safetensors", "train_state.json"): (out / "checkpoint" / f).unlink(missing_ok=True)
+        return summary
+
+    try: return compute_once(out, key, train, ready=lambda: (out / "model.safetensors").exists())
+    except _Interrupted: return interrupted
 
 # %% ../nbs/03_train.ipynb #c1b3b8ed
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m universal_features.train", description="Train one model of a run.")
     ap.add_argument("--run-dir", required=True, help="a run directory whose tokenizer stage has finished")
-    ap.add_argument("--model", required=True, choices=list(MODELS))
+    ap.add_argument("--model", required=True, choices=list(TRAINED))
     ap.add_argument("--out", default="", help="write into this folder instead of <run-dir>/models/<model>")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="override config values (train.max_steps=10)")
     a = ap.parse_args(argv)
-    from universal_features.config import apply_overrides
     root = Path(a.run_dir).resolve()
     run = Run(root, apply_overrides(load_config(root / "config.json"), a.overrides))
     train_model(run, a.model, out=Path(a.out).resolve() if a.out else None)
     if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
     return 0
 
-if __name__ == "__main__" and "ipykernel" not in sys.modules:
-    from universal_features import train as _train
-    sys.exit(_train.main())
+if __name__ == "__main__" and Path(sys.argv[0]).name == "train.py":  # python -m universal_features.train, not a notebook
+    sys.exit(main())
 
 # %% ../nbs/03_train.ipynb #056a2b81
 PAPER_LM = {"base": (3.1027, 0.4190), "tinystories": (2.0442, 0.5196), "lua": (2.4518, 0.4941)}  # HF cards, own domain
-OWN_DOMAINS = {"base": ("english", "python"), "lua": ("lua",), "tinystories": ("tinystories",)}
 
+# %% ../nbs/03_train.ipynb #c3a0c102
 def evaluation_table(run: Run, models: dict[str, LanguageModel], device=None) -> list[dict]:
     "Loss and accuracy of every model on every domain, plus the bigram baseline of each domain."
-    from universal_features.data import DOMAINS
-    cfg, L = run.config, run.config.model.context_length
+    L = run.config.model.context_length
     device = device or default_device()
     rows = []
     for d in DOMAINS:
@@ -283,31 +278,16 @@ def evaluation_table(run: Run, models: dict[str, LanguageModel], device=None) ->
             rows.append({"model": name, "domain": d, **evaluate(m.to(device), val, device=device)})
     return rows
 
-def lm_table_markdown(rows: list[dict]) -> str:
+# %% ../nbs/03_train.ipynb #c3a0c104
+def lm_table(rows: list[dict]) -> Table:
     "Loss / accuracy per model (rows) and domain (columns), own domains in bold, the paper's numbers beside."
-    from universal_features.data import DOMAINS
     models = list(dict.fromkeys(r["model"] for r in rows))
     cell = {(r["model"], r["domain"]): r for r in rows}
-    out = "| model | " + " | ".join(DOMAINS) + " | paper (own domain, their data) |\n|---|" + "---:|" * len(DOMAINS) + "---:|\n"
-    for m in models:
-        cells = []
-        for d in DOMAINS:
-            r = cell[(m, d)]; s = f"{r['loss']:.3f} / {r['accuracy']:.3f}"
-            cells.append(f"**{s}**" if d in OWN_DOMAINS.get(m, ()) else s)
-        paper = f"{PAPER_LM[m][0]:.2f} / {PAPER_LM[m][1]:.3f}" if m in PAPER_LM else "–"
-        out += f"| {m} | " + " | ".join(cells) + f" | {paper} |\n"
-    return out + ("\nloss (nats/token) / next-token accuracy on each domain's validation blocks. The paper's numbers are "
-                  "for its own data (BabyLM + The Stack + TinyStories, Mistral tokenizer, 35M-parameter models), not ours.\n")
-
-def lm_table_latex(rows: list[dict]) -> str:
-    "The same table as LaTeX (booktabs)."
-    from universal_features.data import DOMAINS
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    cell = {(r["model"], r["domain"]): r for r in rows}
-    lines = [r"\begin{tabular}{l" + "c" * len(DOMAINS) + "c}", r"\toprule",
-             "model & " + " & ".join(DOMAINS) + r" & paper \\", r"\midrule"]
-    for m in models:
-        cells = [f"{cell[(m, d)]['loss']:.3f} / {cell[(m, d)]['accuracy']:.3f}" for d in DOMAINS]
-        paper = f"{PAPER_LM[m][0]:.2f} / {PAPER_LM[m][1]:.3f}" if m in PAPER_LM else "--"
-        lines.append(f"{m} & " + " & ".join(cells) + f" & {paper} \\\\")
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
+    def show(m, d):
+        s = f"{cell[(m, d)]['loss']:.3f} / {cell[(m, d)]['accuracy']:.3f}"
+        return f"**{s}**" if d in OWN_DOMAINS.get(m, ()) else s
+    out = [{"model": m, **{d: show(m, d) for d in DOMAINS},
+            "paper": f"{PAPER_LM[m][0]:.2f} / {PAPER_LM[m][1]:.3f}" if m in PAPER_LM else "–"} for m in models]
+    return Table(out, {"model": "model", **{d: d for d in DOMAINS}, "paper": "paper (own domain, their data)"}, align="l" + "r" * (len(DOMAINS) + 1),
+                 note="loss (nats/token) / next-token accuracy on each domain's validation blocks. The paper's numbers are "
+                      "for its own data (BabyLM + The Stack + TinyStories, Mistral tokenizer, 35M-parameter models), not ours.")
