@@ -27,10 +27,10 @@ def main():
     ap.add_argument("--pairs", type=int, default=2000, help="pairs timed with scipy.stats.pearsonr")
     a = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    g = torch.Generator(device="cpu").manual_seed(0)
+    g = torch.Generator(device=device).manual_seed(0)
     def acts():
-        x = torch.rand(a.tokens, a.latents, generator=g)
-        return (x * (torch.rand(a.tokens, a.latents, generator=g) < a.density)).to(device)
+        x = torch.rand(a.tokens, a.latents, generator=g, device=device)
+        return x * (torch.rand(a.tokens, a.latents, generator=g, device=device) < a.density)
     A, B = acts(), acts()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 

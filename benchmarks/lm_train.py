@@ -12,7 +12,6 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from universal_features.profiles import get_config
 from universal_features.model import LanguageModel, hf_config, next_token_loss

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from universal_features.activations import ActivationStore, best_partners
+from universal_features.activations import ActivationStore, Partners
 from universal_features.case_studies import pick_snippets, selectivity, top_candidates
 from universal_features.dashboards import FeatureDashboard, feature_dashboard
 from universal_features.lexers import label_code, labelled_code_blocks, lex, token_labels
@@ -110,11 +110,8 @@ def test_store_correlations_are_exact_pearson(tmp_path):
     with np.errstate(invalid="ignore", divide="ignore"):     # the dead feature's r is undefined in numpy
         ref = np.corrcoef(a.T, b.T)[:12, 12:]
     assert np.allclose(sb.correlate(a[:, 5]), np.nan_to_num(ref[5]), atol=1e-5)
-    bp = best_partners(sa, sb, chunk=5)
     r = pearson_matrix(torch.from_numpy(a), torch.from_numpy(b)).numpy()
-    assert (bp["parent_best"] == r.argmax(1)).all() and np.allclose(bp["parent_score"], r.max(1), atol=1e-5)
-    assert (bp["child_best"] == r.argmax(0)).all() and np.allclose(bp["child_score"], r.max(0), atol=1e-5)
-    assert bp["parent_best"][5] == 3 and bp["parent_score"][5] == pytest.approx(1.0)
+    assert np.allclose([sb.correlate(a[:, i]) for i in range(12)], r, atol=1e-5)   # the stores and the engine agree
     back = ActivationStore.load(sa.save(tmp_path / "a.npz"))
     assert (back.acts != sa.acts).nnz == 0 and (back.tokens == sa.tokens).all()
     assert not list(tmp_path.glob(".*tmp*"))
@@ -137,9 +134,10 @@ def test_case_studies_stage_outputs(smoke):
     assert a["universal"] == (min(a["links"].values()) >= res["threshold"] and a["luastories_via_tinystories"] == a["feature"]["luastories"])
     e = res["exception"]
     assert e["persists"] == (e["r"] >= res["threshold"]) and e["support"] > 0
-    # the stores reproduce the matching stage's persistence exactly on the same tokens
-    for row in res["persistence_check"]:
-        assert abs(row["persist (stores)"] - row["persist (matching stage)"]) <= 1
+    # the case studies read the matching stage's partners: their links are the saved r of those features
+    pt = Partners.load(smoke / "matching", "base", "lua")
+    assert a["feature"]["lua"] == pt.parent_best[a["feature"]["base"]] and a["links"]["base→lua"] == pytest.approx(pt.parent_score[a["feature"]["base"]])
+    assert e["lua_feature"] == pt.parent_best[e["feature"]] and e["r"] == pytest.approx(pt.parent_score[e["feature"]])
 
 
 def _units(smoke):
@@ -171,9 +169,10 @@ def test_dashboard_contents(smoke):
 def test_explorer_callbacks(smoke):
     from universal_features.explorer import Explorer
     from universal_features.tokenizer import load_tokenizer
-    from universal_features.lineage import MODELS
+    from universal_features.lineage import EDGES, MODELS
     stores = {n: ActivationStore.load(smoke / "activations" / f"{n}.npz") for n in MODELS}
-    ex = Explorer(stores, _units(smoke), load_tokenizer(smoke), tau=0.8, top_contexts=2)
+    partners = {e: Partners.load(smoke / "matching", *e) for e in EDGES}
+    ex = Explorer(stores, _units(smoke), load_tokenizer(smoke), partners, tau=0.8, top_contexts=2)
     w = ex.widget
     assert w is ex.widget and ex.w_transition.value == ("base", "lua")
     persist = ex.rows(("base", "lua"), "persist")

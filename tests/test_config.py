@@ -44,10 +44,12 @@ def test_unknown_profile_lists_valid_ones():
         get_config("laptop")
 
 
-@pytest.mark.parametrize("bad", ["sae.l1=1", "nosection.x=1", "data.python.nope=2", "sae=3"])
-def test_unknown_key_lists_valid_ones(bad):
-    with pytest.raises(ConfigError, match="valid keys: .*sae.l1_coefficient"):
+@pytest.mark.parametrize("bad,words", [("sae.l1=1", "Keys of [sae]: "), ("nosection.x=1", "Sections: profile, data"),
+                                       ("data.python.nope=2", "Keys of [data]"), ("sae=3", "Keys of [sae]")])
+def test_unknown_key_names_what_exists(bad, words):
+    with pytest.raises(ConfigError, match="unknown config key") as e:
         get_config("cpu", [bad])
+    assert words in str(e.value)
 
 
 @pytest.mark.parametrize("bad", ["train.max_steps=many", "report.publish=maybe", "model.d_model"])
@@ -87,3 +89,35 @@ def test_gpu_profile_has_the_papers_architecture():
     g = get_config("gpu")
     assert (g.model.d_model, g.model.n_heads, g.model.n_kv_heads, g.model.d_mlp, g.model.context_length) == (512, 16, 8, 1024, 256)
     assert g.train.batch_size == 64 and g.sae.expansion_factor * g.model.d_mlp == 16384 and g.sae.block_size == 24
+
+
+@pytest.mark.parametrize("override,words", [
+    ("model.d_model=-5", "model.d_model=-5 must be > 0"),
+    ("sae.batch_size_tokens=0", "sae.batch_size_tokens=0 must be > 0"),
+    ("model.n_heads=5", "model.d_model=128 must be divisible by model.n_heads=5"),
+    ("model.n_kv_heads=3", "model.n_heads=4 must be divisible by model.n_kv_heads=3"),
+    ("merge.t=1.2", "merge.t=1.2 must be none (the accuracy crossing t*) or in [0, 1]"),
+    ("merge.t=-0.1", "merge.t=-0.1 must be none"),
+    ("sae.architecture=gated", "sae.architecture='gated' must be relu or topk"),
+    ("autointerp.backend=gpt", "autointerp.backend='gpt' must be auto, openai or offline"),
+    ("merge.method=ties", "merge.method='ties' must be slerp or lerp"),
+    ("data.hub=sometimes", "data.hub='sometimes' must be never, auto or require"),
+    ("matching.threshold=0", "matching.threshold=0.0 must be in (0, 1]"),
+])
+def test_bad_values_fail_before_any_stage_with_key_value_and_rule(override, words):
+    with pytest.raises(ConfigError, match="invalid config") as e:
+        get_config("cpu", [override])
+    assert words in str(e.value)
+
+
+def test_every_profile_is_valid():
+    for name in PROFILES: get_config(name)
+
+
+def test_unknown_key_suggests_the_closest_keys_not_all_of_them():
+    with pytest.raises(ConfigError) as e:
+        get_config("cpu", ["sae.l1_coeficient=1"])
+    msg = str(e.value)
+    assert "did you mean sae.l1_coefficient" in msg and "Keys of [sae]" in msg and "data.english.sources" not in msg
+    with pytest.raises(ConfigError, match="Sections: profile, data, tokenizer"):
+        get_config("cpu", ["optimizer.lr=1"])

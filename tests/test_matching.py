@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from universal_features.matching import (CorrelationAccumulator, bootstrap_best, decoder_cosine, hungarian_match,
-                                         max_match, pearson_matrix, transition_counts)
+from universal_features.matching import (CorrelationAccumulator, bootstrap_best, candidate_assignment, decoder_cosine,
+                                         hungarian_match, pair_groups, pearson_matrix, summarise_scores, transition_counts)
+
+
+def max_match(scores):
+    "The many-to-one rule on a dense score matrix, through the same block-wise summary the stage uses."
+    return summarise_scores(lambda lo, hi: scores[lo:hi], *scores.shape, k=min(8, min(scores.shape)), rows=2).matches()
 from universal_features.autoencoder import SparseAutoencoder
 
 
@@ -78,3 +83,39 @@ def test_bootstrap_reproduces_full_sample_correlation_on_average():
     assert boot.shape == (200, 3)
     assert torch.allclose(boot.mean(0), full.float(), atol=0.02)
     assert boot[:, 0].min() > 0.9   # the planted match is stable under resampling
+
+
+def test_summaries_match_the_dense_matrix():
+    g = torch.Generator().manual_seed(0)
+    r = torch.rand(37, 23, generator=g) * 2 - 1
+    sm = summarise_scores(lambda lo, hi: r[lo:hi], 37, 23, k=4, rows=5)
+    assert (sm.parent_top == r.topk(4, dim=1).indices.numpy()).all() and np.allclose(sm.parent_top_score, r.topk(4, dim=1).values)
+    assert (sm.child_top == r.topk(4, dim=0).indices.T.numpy()).all() and np.allclose(sm.child_top_score, r.topk(4, dim=0).values.T)
+    assert np.allclose(sm.diagonal, r.diagonal())
+
+
+@pytest.mark.parametrize("p,q", [(300, 300), (200, 260), (260, 200)])
+def test_sparse_assignment_equals_the_dense_solver_on_a_planted_matching(p, q):
+    rng = np.random.default_rng(p + q)
+    r = rng.uniform(-0.3, 0.5, (p, q)).astype(np.float32)
+    n = min(p, q)
+    rows, cols = rng.permutation(p)[:n], rng.permutation(q)[:n]
+    r[rows, cols] = rng.uniform(0.6, 1.0, n)
+    r = torch.from_numpy(r)
+    sparse = candidate_assignment(summarise_scores(lambda lo, hi: r[lo:hi], p, q, k=6, rows=64), p, q)
+    dense = hungarian_match(r)
+    assert (sparse.parent_best == dense.parent_best).all() and (sparse.child_best == dense.child_best).all()
+    assert np.allclose(sparse.parent_score, dense.parent_score)
+
+
+def test_sparse_assignment_is_one_to_one_even_without_a_clear_partner():
+    r = torch.rand(50, 50, generator=torch.Generator().manual_seed(1))
+    m = candidate_assignment(summarise_scores(lambda lo, hi: r[lo:hi], 50, 50, k=2), 50, 50)
+    assert sorted(m.parent_best.tolist()) == list(range(50))
+
+
+def test_pairs_are_grouped_by_memory():
+    d = {n: 16384 for n in "abcd"}
+    one = CorrelationAccumulator.nbytes(16384, 16384)
+    assert pair_groups([("a", "b"), ("c", "d"), ("a", "c")], d, 2.5 * one) == [[("a", "b"), ("c", "d")], [("a", "c")]]
+    assert pair_groups([("a", "b")], d, 1) == [[("a", "b")]]

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -134,7 +135,8 @@ def test_missing_data_dir(tmp_path):
 
 @pytest.mark.parametrize("args,msg", [(["--profile", "laptop"], "valid profiles"),
                                       (["--profile", "smoke", "--only", "nope"], "stages: data"),
-                                      (["--profile", "smoke", "--set", "sae.l1=2"], "valid keys")])
+                                      (["--profile", "smoke", "--set", "sae.l1_coeficient=2"], "did you mean sae.l1_coefficient"),
+                                      (["--profile", "smoke", "--set", "model.d_model=-5"], "model.d_model=-5 must be > 0")])
 def test_bad_arguments(args, msg, tmp_path):
     r = reproduce(*args, "--run-dir", str(tmp_path / "x"))
     assert r.returncode == 1 and msg in r.stderr
@@ -156,3 +158,35 @@ def test_merge_sweep_and_luastories(smoke):
     assert {r["domain"] for r in res["luastories_eval"]} == {"english", "python", "lua", "tinystories"}
     cfg = json.loads((smoke / "models" / "luastories" / "config.json").read_text())
     assert cfg["universal_features_merge"]["t_orientation"] == "0 = tinystories, 1 = lua"
+
+
+def test_a_copied_run_directory_skips_its_finished_stages(smoke, tmp_path):
+    "The HPC workflow: prepare a run directory on one machine, copy it, resume on another; nothing re-runs."
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(smoke, moved)
+    r = reproduce("--profile", "smoke", "--run-dir", str(moved))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("unchanged, skipped") == len(discover_stages()) and ": running" not in r.stdout
+
+
+def test_gpu_check_runs_on_a_copied_run_directory(smoke, tmp_path):
+    "scripts/gpu_check.sh end to end on the CPU (--allow-cpu): tests, pipeline (all stages current), report, --out."
+    moved, out = tmp_path / "gpu_run", tmp_path / "out"
+    shutil.copytree(smoke, moved)
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["bash", str(repo / "scripts" / "gpu_check.sh"), "--profile", "smoke", "--run-dir", str(moved),
+                        "--allow-cpu", "--skip-benchmarks", "--budget-s", "400", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHON": sys.executable})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "pipeline exit status 0" in r.stdout and r.stdout.count("unchanged, skipped") == len(discover_stages())
+    report = (out / "gpu_run.md").read_text()
+    for stage in ("tokenizer", "sae", "matching", "report"): assert f"| {stage} |" in report
+    assert "seed null" in report and "## Merge" in report and "The `smoke` profile" in report
+    assert {p.name for p in out.iterdir()} >= {"gpu_run.md", "gpu_results.tar.gz", "gpu_logs.tar.gz"}
+
+
+def test_gpu_check_refuses_a_run_directory_without_data(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["bash", str(repo / "scripts" / "gpu_check.sh"), "--run-dir", str(tmp_path), "--allow-cpu"],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHON": sys.executable})
+    assert r.returncode == 1 and "no finished data stage" in r.stderr and "--only data" in r.stderr

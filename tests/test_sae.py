@@ -86,7 +86,7 @@ def test_sparsity_penalty_uses_decoder_norms():
     _, a = sae_loss(sae, x, 1.0)
     with torch.no_grad(): sae.W_dec.mul_(2)
     _, b = sae_loss(sae, x, 1.0)
-    assert b["sparsity"] == pytest.approx(2 * a["sparsity"], rel=1e-5)
+    assert float(b["sparsity"]) == pytest.approx(2 * float(a["sparsity"]), rel=1e-5)
 
 
 @pytest.fixture

@@ -87,18 +87,19 @@ def geometric_median(x: torch.Tensor, iters: int = 100, eps: float = 1e-6) -> to
 
 # %% ../nbs/05a_autoencoder.ipynb #e7ba058d
 def sae_loss(sae: SparseAutoencoder, x: torch.Tensor, l1_coefficient: float, dead_mask: torch.Tensor | None = None,
-             k_aux: int = 0, aux_coefficient: float = 1 / 32) -> tuple[torch.Tensor, dict]:
-    "MSE (summed over dimensions) + λ·Σ f‖W_dec‖ (ReLU) or + AuxK on dead latents (TopK)."
+             k_aux: int = 0, aux_coefficient: float = 1 / 32) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    "MSE (summed over dimensions) + λ·Σ f‖W_dec‖ (ReLU) or + AuxK on dead latents (TopK); parts as detached tensors."
     xs = x * sae.input_scale                        # [tokens, d_in], in the scaled training space
     pre = sae.pre_activations(x)                    # [tokens, d_sae]
     f = sae.activate(pre)                           # [tokens, d_sae]
     xhat_s = f @ sae.W_dec + sae.b_dec              # [tokens, d_sae] @ [d_sae, d_in] -> [tokens, d_in]
     mse = (xhat_s - xs).pow(2).sum(-1).mean()
-    fired = (f > 0).detach()
-    logs = {"mse": mse.item(), "l0": fired.float().sum(-1).mean().item(), "fired": fired.any(0)}
+    active = (f > 0).detach()                       # [tokens, d_sae]
+    # tensors, not Python floats: reading a value forces a host synchronisation, so the trainer reads them only to log
+    logs = {"mse": mse.detach(), "active": active, "fired": active.any(0)}
     if sae.architecture == "relu":
         sparsity = (f * sae.W_dec.norm(dim=-1)).sum(-1).mean()   # Σ_i f_i ‖W_dec,i‖, averaged over tokens
-        logs["sparsity"] = sparsity.item()
+        logs["sparsity"] = sparsity.detach()
         return mse + l1_coefficient * sparsity, logs
     loss = mse
     if dead_mask is not None and dead_mask.any() and k_aux > 0:  # AuxK (Gao et al. 2024): dead latents model the residual
@@ -109,14 +110,14 @@ def sae_loss(sae: SparseAutoencoder, x: torch.Tensor, l1_coefficient: float, dea
         aux_hat = torch.zeros_like(pre).scatter_(-1, i, v) @ sae.W_dec
         aux = (aux_hat - resid).pow(2).sum(-1).mean() / resid.pow(2).sum(-1).mean().clamp_min(1e-8)
         loss = loss + aux_coefficient * aux
-        logs["aux"] = aux.item()
+        logs["aux"] = aux.detach()
     return loss, logs
 
 # %% ../nbs/05a_autoencoder.ipynb #e5a0c011
 @torch.no_grad()
 def resample_dead(sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Tensor, x: torch.Tensor,
                   generator: torch.Generator) -> int:
-    "Anthropic resampling: dead latents take inputs drawn ∝ reconstruction loss²; returns how many were resampled."
+    "Anthropic resampling: dead latents take inputs drawn ∝ reconstruction loss²; returns how many were resampled.\n\n    `generator` must live on the device of `x` (PyTorch draws a CUDA sample only from a CUDA generator)."
     idx = dead.nonzero().flatten()
     if len(idx) == 0: return 0
     xs = x * sae.input_scale
@@ -127,8 +128,8 @@ def resample_dead(sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Ten
     dirs = xs[pick] - sae.b_dec                                                    # [n_dead, d_in]
     dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     alive = ~dead
-    dec_norm = sae.W_dec[alive].norm(dim=-1).mean() if alive.any() else torch.tensor(0.1)
-    enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
+    dec_norm = sae.W_dec[alive].norm(dim=-1).mean() if alive.any() else torch.tensor(0.1, device=sae.W_dec.device)
+    enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0, device=sae.W_enc.device)
     sae.W_dec[idx] = dirs * dec_norm
     sae.W_enc[:, idx] = dirs.T * enc_norm * 0.2
     sae.b_enc[idx] = 0.0

@@ -16,23 +16,23 @@ import scipy.sparse as sp
 import torch
 from scipy.stats import fisher_exact
 
-from .activations import ActivationStore, best_partners, build_store
+from .activations import ActivationStore, Partners
 from .autoencoder import SparseAutoencoder
 from .dashboards import plot_feature_grid
-from .data import read_jsonl
+from .data import read_corpus
 from .lexers import LabelledCode, label_code, labelled_code_blocks, lex, line_offsets
-from .lineage import CODE_DOMAINS, DOMAINS, LINEAGE, MODELS, ROOT, TRANSITIONS, display_name
-from .matching import decoder_cosine, evaluation_blocks
+from .lineage import CODE_DOMAINS, EDGES, LINEAGE, MODELS, ROOT, display_name
+from .matching import decoder_cosine
 from .model import LanguageModel
 from .run import Run, Stage
-from .tokenizer import load_blocks, token_strings
+from .tokenizer import token_strings
 
 # %% auto #0
 __all__ = ['STAGE', 'TASKS', 'LABELS', 'selectivity', 'top_candidates', 'task_scores', 'characteristic_tokens', 'is_generic',
            'generic_share_test', 'generic_features', 'best_partner', 'assignment_chain', 'chain_table',
            'closest_partner_study', 'Snippet', 'pick_snippets', 'snippet_activations', 'plot_assignment_figure',
-           'plot_exception_figure', 'encode_stores', 'persistence_check', 'lexed_validation_code', 'label_counts',
-           'candidate_table', 'case_study_results']
+           'plot_exception_figure', 'load_matching', 'lexed_validation_code', 'label_counts', 'candidate_table',
+           'case_study_results']
 
 # %% ../nbs/07_case_studies.ipynb #d9bd8c7e
 STAGE = Stage("case_studies", reads=("case_studies", "matching"), needs=("matching",))
@@ -101,27 +101,27 @@ def generic_share_test(generic: np.ndarray, persist: np.ndarray, alive: np.ndarr
             "odds_ratio": float(odds) if np.isfinite(odds) else None, "p_value": float(pval)}
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c014
-def generic_features(stores: dict[str, ActivationStore], tok, vocab_size: int, partners: dict, tau: float) -> list[dict]:
-    "The generic-share test of every transition between adjacent models (parent → fine-tune, fine-tune → merge)."
+def generic_features(stores: dict[str, ActivationStore], tok, vocab_size: int, partners: dict[tuple[str, str], Partners],
+                     tau: float) -> list[dict]:
+    "The generic-share test of every edge of the lineage (parent → fine-tune, fine-tune → merge), on the matching stage's partners."
     char = {n: characteristic_tokens(s, vocab_size) for n, s in stores.items()}
     generic = {n: np.array([c >= 0 and is_generic(t) for c, t in zip(char[n], token_strings(tok, np.maximum(char[n], 0)))])
                for n in stores}
-    return [{"parent": p, "child": c, **generic_share_test(generic[p], partners[(p, c)]["parent_score"] >= tau, stores[p].density() > 0)}
-            for p, c in TRANSITIONS if (p, c) in partners and p in LINEAGE[c].parents]
+    return [{"parent": p, "child": c, **generic_share_test(generic[p], partners[(p, c)].parent_score >= tau, partners[(p, c)].alive_parent)}
+            for p, c in EDGES if (p, c) in partners]
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c016
-def best_partner(stores: dict[str, ActivationStore], parent: str, child: str, feature: int) -> tuple[int, float]:
-    "The child feature best correlated with a parent feature, and their r."
-    r = stores[child].correlate(stores[parent].column(feature))
-    j = int(np.argmax(r)); return j, float(r[j])
+def best_partner(partners: dict[tuple[str, str], Partners], parent: str, child: str, feature: int) -> tuple[int, float]:
+    "The child feature best correlated with a parent feature, and their r (from the matching stage)."
+    pt = partners[(parent, child)]
+    return int(pt.parent_best[feature]), float(pt.parent_score[feature])
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c019
-def assignment_chain(stores: dict[str, ActivationStore], start: int, tau: float, enough_support: bool = True) -> dict:
+def assignment_chain(partners: dict, stores: dict[str, ActivationStore], start: int, tau: float, enough_support: bool = True) -> dict:
     "Partners of `start` along every edge of the lineage, the links' r, the merge's ends by each path, and the verdict."
     chain, links, ends = {ROOT: int(start)}, {}, {}
-    for p, c in TRANSITIONS:
-        if p not in LINEAGE[c].parents: continue                                # only edges, not base → merge
-        j, r = best_partner(stores, p, c, chain[p])
+    for p, c in EDGES:
+        j, r = best_partner(partners, p, c, chain[p])
         links[f"{p}→{c}"] = r
         if c in chain: ends[p] = j
         else: chain[c] = j
@@ -141,11 +141,11 @@ def chain_table(chain: dict, sel: dict[str, dict]) -> pd.DataFrame:
                           "model's own best": own[n], "own best F1": sel[n]["f1"][own[n]]} for n in MODELS])
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c024
-def closest_partner_study(stores: dict[str, ActivationStore], saes: dict[str, SparseAutoencoder], sel: dict, support: int,
+def closest_partner_study(partners: dict, saes: dict[str, SparseAutoencoder], sel: dict, support: int,
                           parent: str, child: str, tau: float) -> dict:
     "The parent's most selective feature for a task, its closest child feature (r, decoder cosine) and whether it persists."
     f = int(np.argmax(sel["f1"]))
-    j, r = best_partner(stores, parent, child, f)
+    j, r = best_partner(partners, parent, child, f)
     cos = float(decoder_cosine(saes[parent].W_dec[f:f + 1], saes[child].W_dec[j:j + 1])[0, 0])
     return {"feature": f, "f1": float(sel["f1"][f]), "precision": float(sel["precision"][f]), "recall": float(sel["recall"][f]),
             "support": support, f"{child}_feature": j, "r": r, "decoder_cosine": cos, "persists": bool(r >= tau)}
@@ -245,35 +245,17 @@ def plot_exception_figure(snips, tok, units: dict, exc: dict, hook: str, tau: fl
                              [f"{display_name(parent)} #{f}", f"{display_name(child)} #{j} (r = {r:.2f})"],
                              "Figure 4: the Python-exception feature and its closest Lua feature", caption, cmap="Blues")
 
-# %% ../nbs/07_case_studies.ipynb #c7a0c031
-def encode_stores(run: Run, units: dict, device="cpu") -> dict[str, ActivationStore]:
-    "Every model's SAE activations on the matching stage's evaluation blocks (same sample), saved to activations/<model>.npz."
-    cfg, act_dir = run.config, run.stage_dir("activations")
-    blocks, block_domain = evaluation_blocks({d: load_blocks(run.root, d, "validation", cfg.sae.block_size) for d in DOMAINS},
-                                             cfg.matching.n_eval_blocks, cfg.matching.seed)
-    chunk_blocks = max(1, cfg.matching.chunk_tokens // cfg.sae.block_size)
-    stores = {n: build_store(*units[n], blocks, cfg.sae.hook_name, chunk_blocks, device, desc=f"encode {n}") for n in units}
-    for n, s in stores.items(): s.save(act_dir / f"{n}.npz")
-    np.save(act_dir / "block_domain.npy", block_domain)
-    return stores
-
-# %% ../nbs/07_case_studies.ipynb #c7a0c032
-def persistence_check(stores: dict[str, ActivationStore], matching: dict, tau: float) -> tuple[list[dict], dict]:
-    "Persist counts recomputed from the stores beside the matching stage's; and the partners of every transition."
-    recorded = {(t["parent"], t["child"]): t["persist"] for t in matching["transitions"] if t["method"] == "max_corr"}
-    check, partners = [], {}
-    for p, c in TRANSITIONS:
-        bp = partners[(p, c)] = best_partners(stores[p], stores[c])
-        check.append({"transition": f"{display_name(p)} → {display_name(c)}",
-                      "persist (stores)": int(((bp["parent_score"] >= tau) & (stores[p].density() > 0)).sum()),
-                      "persist (matching stage)": recorded[(p, c)]})
-    return check, partners
+# %% ../nbs/07_case_studies.ipynb #c7a0c040
+def load_matching(run: Run) -> tuple[dict[str, ActivationStore], dict[tuple[str, str], Partners]]:
+    "The sparse stores of every model and the partners of every edge of the lineage, as the matching stage saved them."
+    stores = {n: ActivationStore.load(run.stage_dir("activations") / f"{n}.npz") for n in MODELS}
+    return stores, {(p, c): Partners.load(run.stage_dir("matching"), p, c) for p, c in EDGES}
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c033
 def lexed_validation_code(run: Run, tok) -> tuple[dict[str, list[str]], dict[str, LabelledCode]]:
     "Validation documents of each code domain (never seen in training), lexed, labelled and packed like SAE contexts."
     cs = run.config.case_studies
-    docs = {lang: [d["text"] for d in read_jsonl(run.root / "data" / lang / "validation.jsonl")][: cs.max_code_docs]
+    docs = {lang: [d["text"] for d in read_corpus(run.root / "data" / lang / "validation.parquet")][: cs.max_code_docs]
             for lang in CODE_DOMAINS}
     return docs, {lang: labelled_code_blocks(docs[lang], lang, tok, run.config.sae.block_size, cs.max_code_tokens) for lang in docs}
 
@@ -292,7 +274,7 @@ def candidate_table(scores: dict[tuple[str, str], tuple[dict, int]], k: int) -> 
     return pd.DataFrame(rows)
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c039
-def case_study_results(code, scores, chain, assign_sel, support, exc, snips, exc_snips, generic, check, tau, k) -> dict:
+def case_study_results(code, scores, chain, assign_sel, support, exc, snips, exc_snips, generic, tau, k) -> dict:
     "The headline numbers of the case studies for results.json."
     f = chain["feature"]
     own = {n: int(np.argmax(assign_sel[n]["f1"])) for n in MODELS}
@@ -304,4 +286,4 @@ def case_study_results(code, scores, chain, assign_sel, support, exc, snips, exc
                            "own_best": own, "own_best_f1": {n: float(assign_sel[n]["f1"][own[n]]) for n in MODELS},
                            "snippets": [sn.text for _, sn in snips]},
             "exception": {**exc, "snippets": [sn.text for sn in exc_snips]},
-            "generic": generic, "persistence_check": check, "threshold": tau}
+            "generic": generic, "threshold": tau}

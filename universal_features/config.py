@@ -6,21 +6,22 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .files import atomic_write_text
 
 # %% auto #0
 __all__ = ['LOCATION_KEYS', 'DomainConfig', 'FilterConfig', 'DataConfig', 'TokenizerConfig', 'ModelConfig', 'TrainConfig',
            'MergeConfig', 'SAEConfig', 'MatchingConfig', 'CaseStudyConfig', 'AutointerpConfig', 'ReportConfig',
-           'Config', 'ConfigError', 'valid_keys', 'apply_overrides', 'to_dict', 'from_dict', 'save_config',
-           'load_config', 'config_hash']
+           'Config', 'ConfigError', 'valid_keys', 'unknown_key_message', 'apply_overrides', 'validate', 'to_dict',
+           'from_dict', 'save_config', 'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #3f1106a0
 @dataclass
@@ -68,7 +69,6 @@ class TokenizerConfig:
     sample_mb_per_domain: float = 2.0  # balanced training sample for BPE, per domain
     min_frequency: int = 2
     map_batch_size: int = 1000        # documents per packing batch; the remainder of each batch is dropped (paper §3.2)
-    num_proc: int = 1
 
 # %% ../nbs/00_config.ipynb #c0a1e011
 @dataclass
@@ -138,6 +138,8 @@ class SAEConfig:
     batch_size_tokens: int = 2048
     n_train_tokens: int = 1_000_000  # activations per SAE (0 = one pass over its data)
     buffer_contexts: int = 2048       # contexts mixed in the shuffled activation buffer
+    tf32: bool = True                # TF32 tensor-core matmuls while training on an NVIDIA GPU (no effect on the CPU)
+    log_points: int = 50             # metrics read back from the device this many times per SAE (not every step)
     dead_remedy: str = "resample"    # "resample" (ReLU), "auxk" (TopK) or "none"
     resample_fractions: tuple[float, ...] = (0.25, 0.5)  # resample dead latents at these fractions of training
     dead_window_tokens: int = 200_000  # a latent that has not fired for this many activations is dead
@@ -154,6 +156,8 @@ class MatchingConfig:
     chunk_tokens: int = 8192
     threshold_sweep: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
     n_bootstrap: int = 200
+    top_k: int = 8                   # candidate partners kept per feature (one-to-one assignment, bootstrap, dashboards)
+    memory_gb: float = 8.0           # pairs whose float64 statistics fit this budget are accumulated in one pass
     seed: int = 0
 
 # %% ../nbs/00_config.ipynb #c0a1e024
@@ -257,6 +261,18 @@ def valid_keys(cfg: Config) -> list[str]:
     walk(cfg, "")
     return out
 
+# %% ../nbs/00_config.ipynb #c0a1e102
+def unknown_key_message(cfg: Config, key: str) -> str:
+    "The error for an unknown key: the closest valid keys (difflib) and the keys of the section it names."
+    keys = valid_keys(cfg)
+    near = difflib.get_close_matches(key, keys, n=4, cutoff=0.6)
+    section = [k for k in keys if k.split(".")[0] == key.split(".")[0]]
+    msg = f"unknown config key {key!r}"
+    if near: msg += f"; did you mean {', '.join(near)}?"
+    if section: msg += f" Keys of [{key.split('.')[0]}]: {', '.join(k.split('.', 1)[-1] for k in section[:40])}"
+    else: msg += f" Sections: {', '.join(f.name for f in dataclasses.fields(cfg))}"
+    return msg
+
 # %% ../nbs/00_config.ipynb #c0a1e059
 def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
     "A copy of `cfg` with `key=value` overrides applied (strings or a dict of key → value)."
@@ -267,11 +283,11 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
         obj = cfg
         for p in path:
             if not (dataclasses.is_dataclass(obj) and hasattr(obj, p) and dataclasses.is_dataclass(getattr(obj, p))):
-                raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys(cfg))}")
+                raise ConfigError(unknown_key_message(cfg, key))
             obj = getattr(obj, p)
         types_ = _field_types(obj)
         if name not in types_ or dataclasses.is_dataclass(getattr(obj, name)):
-            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys(cfg))}")
+            raise ConfigError(unknown_key_message(cfg, key))
         value = raw if not isinstance(raw, str) else _parse_value(raw, types_[name], key)
         setattr(obj, name, value)
     return cfg
@@ -281,6 +297,61 @@ def _split_override(text: str) -> tuple[str, str]:
     if "=" not in text: raise ConfigError(f"override {text!r} is not of the form section.field=value")
     k, v = text.split("=", 1)
     return k.strip(), v
+
+# %% ../nbs/00_config.ipynb #c0a1e111
+_pos = lambda v: v > 0
+_frac = lambda v: 0 < v < 1
+_RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    *[(f"model.{k}", _pos, "must be > 0") for k in ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_mlp", "context_length",
+                                                     "max_position_embeddings")],
+    ("model.rms_norm_eps", _pos, "must be > 0"), ("model.rope_theta", _pos, "must be > 0"),
+    ("tokenizer.vocab_size", lambda v: v > 3, "must exceed the 3 special tokens"),
+    ("tokenizer.sample_mb_per_domain", _pos, "must be > 0"), ("tokenizer.map_batch_size", _pos, "must be > 0"),
+    *[(f"{s}.{k}", _pos, "must be > 0") for s in ("train", "finetune") for k in ("lr", "batch_size", "grad_clip", "eps",
+                                                                                 "checkpoint_every", "eval_every", "log_every")],
+    *[(f"{s}.{k}", lambda v: v >= 0, "must be ≥ 0") for s in ("train", "finetune") for k in ("weight_decay", "warmup_steps", "max_steps", "epochs")],
+    *[(f"{s}.schedule", lambda v: v in ("cosine", "constant"), "must be cosine or constant") for s in ("train", "finetune")],
+    *[(f"{s}.precision", lambda v: v in ("auto", "fp32", "bf16"), "must be auto, fp32 or bf16") for s in ("train", "finetune")],
+    *[(f"{s}.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "must be two numbers in [0, 1)") for s in ("train", "finetune", "sae")],
+    ("merge.method", lambda v: v in ("slerp", "lerp"), "must be slerp or lerp"),
+    ("merge.t", lambda v: v is None or 0 <= v <= 1, "must be none (the accuracy crossing t*) or in [0, 1]"),
+    ("merge.sweep_step", lambda v: 0 < v <= 1, "must be in (0, 1]"), ("merge.lerp_step", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("merge.sweep_eval_blocks", lambda v: v >= 0, "must be ≥ 0"),
+    ("sae.architecture", lambda v: v in ("relu", "topk"), "must be relu or topk"),
+    ("sae.dead_remedy", lambda v: v in ("resample", "auxk", "none"), "must be resample, auxk or none"),
+    *[(f"sae.{k}", _pos, "must be > 0") for k in ("expansion_factor", "k", "block_size", "lr", "batch_size_tokens", "buffer_contexts",
+                                                   "eval_blocks", "dead_window_tokens", "log_points")],
+    *[(f"sae.{k}", lambda v: v >= 0, "must be ≥ 0") for k in ("l1_coefficient", "n_train_tokens", "l1_warmup_steps", "lr_warmup_steps")],
+    ("sae.lr_decay_fraction", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("sae.resample_fractions", lambda v: all(0 < f < 1 for f in v), "must be fractions of training in (0, 1)"),
+    ("matching.threshold", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("matching.threshold_sweep", lambda v: all(-1 <= t <= 1 for t in v), "must be correlations in [-1, 1]"),
+    *[(f"matching.{k}", _pos, "must be > 0") for k in ("n_eval_blocks", "chunk_tokens", "n_bootstrap", "top_k", "memory_gb")],
+    ("data.hub", lambda v: v in ("never", "auto", "require"), "must be never, auto or require"),
+    *[(f"data.{d}.validation_fraction", _frac, "must be in (0, 1)") for d in ("english", "python", "lua", "tinystories")],
+    *[(f"data.{d}.max_train_mb", lambda v: v >= 0, "must be ≥ 0 (0 = no cap)") for d in ("english", "python", "lua", "tinystories")],
+    ("autointerp.backend", lambda v: v in ("auto", "openai", "offline"), "must be auto, openai or offline"),
+    *[(f"autointerp.{k}", lambda v: v >= 0, "must be ≥ 0") for k in ("n_features", "n_persisting", "holdout_top", "holdout_random")],
+    ("report.dpi", _pos, "must be > 0"),
+    ("report.figure_formats", lambda v: len(v) > 0 and set(v) <= {"png", "pdf", "svg"}, "must be some of png, pdf, svg"),
+]
+
+def _get(cfg, key: str):
+    for p in key.split("."): cfg = getattr(cfg, p)
+    return cfg
+
+def validate(cfg: Config) -> Config:
+    "`cfg` unchanged if every value obeys its rule, else one ConfigError naming each key, its value and the rule."
+    bad = [f"{k}={_get(cfg, k)!r} {rule}" for k, ok, rule in _RULES if not ok(_get(cfg, k))]
+    m, s = cfg.model, cfg.sae
+    if m.d_model % m.n_heads: bad.append(f"model.d_model={m.d_model} must be divisible by model.n_heads={m.n_heads}")
+    elif (m.d_model // m.n_heads) % 2: bad.append(f"model.d_model / model.n_heads = {m.d_model // m.n_heads} must be even (RoPE rotates pairs)")
+    if m.n_heads % m.n_kv_heads: bad.append(f"model.n_heads={m.n_heads} must be divisible by model.n_kv_heads={m.n_kv_heads}")
+    if s.block_size > m.max_position_embeddings: bad.append(f"sae.block_size={s.block_size} must be ≤ model.max_position_embeddings={m.max_position_embeddings}")
+    if s.architecture == "topk" and s.dead_remedy == "resample": bad.append("sae.dead_remedy='resample' is for the relu architecture: use auxk with topk")
+    if s.architecture == "relu" and s.dead_remedy == "auxk": bad.append("sae.dead_remedy='auxk' is for the topk architecture: use resample with relu")
+    if bad: raise ConfigError("invalid config: " + "; ".join(bad))
+    return cfg
 
 # %% ../nbs/00_config.ipynb #c0a1e063
 def to_dict(cfg) -> dict:

@@ -15,18 +15,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from .config import Config, DomainConfig, FilterConfig
-from .files import atomic_write_text
+from .files import atomic_path, atomic_write_text
 from .lineage import CODE_DOMAINS, DOMAINS
 from .run import Run, Stage
 from .sources import DataError, Doc, SourceInfo, read_hub, read_source, use_hub
 
 # %% auto #0
-__all__ = ['STAGE', 'stack_filter', 'code_key', 'prose_key', 'normalize_prose', 'NearDupIndex', 'clean_code', 'clean_prose',
-           'split_paragraphs', 'split_by_group', 'cap_docs', 'DomainCorpus', 'build_domain', 'write_jsonl',
-           'read_jsonl', 'manifest_rows', 'manifest_markdown', 'build_corpora']
+__all__ = ['STAGE', 'CORPUS_COLUMNS', 'stack_filter', 'code_key', 'prose_key', 'normalize_prose', 'NearDupIndex', 'clean_code',
+           'clean_prose', 'split_paragraphs', 'split_by_group', 'cap_docs', 'DomainCorpus', 'build_domain',
+           'write_corpus', 'read_corpus', 'manifest_rows', 'manifest_markdown', 'build_corpora']
 
 # %% ../nbs/01_data.ipynb #6bdcf3e7
 STAGE = Stage("data", reads=("data",))
@@ -194,14 +196,19 @@ def build_domain(domain: str, cfg: Config) -> DomainCorpus:
     return DomainCorpus(domain, train, val, [info for _, info in read], dict(why))
 
 # %% ../nbs/01_data.ipynb #d0a1e023
-def write_jsonl(path: Path, docs: list[Doc]) -> Path:
-    "One JSON object per document, written atomically."
-    return atomic_write_text(path, "".join(json.dumps({"text": d.text, "source": d.source, "group": d.group, "spec": d.spec},
-                                                      ensure_ascii=False) + "\n" for d in docs))
+CORPUS_COLUMNS = ("text", "source", "group", "spec")
+
+def write_corpus(path: Path, docs: list[Doc]) -> Path:
+    "Documents as a zstd-compressed Parquet file (HF datasets' own storage), written atomically."
+    table = pa.table({c: [getattr(d, c) for d in docs] for c in CORPUS_COLUMNS},
+                     schema=pa.schema([(c, pa.string()) for c in CORPUS_COLUMNS]))
+    with atomic_path(path) as tmp: pq.write_table(table, tmp, compression="zstd", compression_level=9)
+    return Path(path)
 
 # %% ../nbs/01_data.ipynb #d0a1e025
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f: return [json.loads(l) for l in f]
+def read_corpus(path: Path) -> list[dict]:
+    "The documents of a corpus file written by `write_corpus`, as dicts."
+    return pq.read_table(path).to_pylist()
 
 # %% ../nbs/01_data.ipynb #d0a1e027
 def manifest_rows(corpus: DomainCorpus) -> list[dict]:
@@ -234,13 +241,13 @@ def manifest_markdown(rows: list[dict], tokens: dict | None = None) -> str:
 
 # %% ../nbs/01_data.ipynb #ab1075d1
 def build_corpora(run: Run) -> dict:
-    "Build all four domains into run/data/<domain>/{train,validation}.jsonl and write the manifest."
+    "Build all four domains into run/data/<domain>/{train,validation}.parquet and write the manifest."
     cfg, out = run.config, run.stage_dir("data")
     rows, summary = [], {}
     for domain in tqdm(DOMAINS, desc="domains", unit="domain"):
         c = build_domain(domain, cfg)
         for split, docs in (("train", c.train), ("validation", c.validation)):
-            write_jsonl(out / domain / f"{split}.jsonl", docs)
+            write_corpus(out / domain / f"{split}.parquet", docs)
         rows += manifest_rows(c)
         summary[domain] = dict(role=c.role, dropped=c.dropped,
                                **{f"{s}_{k}": v for s, docs in (("train", c.train), ("validation", c.validation))

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import ipywidgets as W
 import numpy as np
 
-from .activations import ActivationStore, best_partners
+from .activations import ActivationStore, Partners
 from .dashboards import feature_dashboard
-from .lineage import EDGES, display_name
+from .lineage import display_name
 from .run import Stage
 
 # %% auto #0
@@ -35,40 +35,30 @@ class FeatureRow:
     r: float
 
 # %% ../nbs/09_explorer.ipynb #9e0c0012
-def transition_rows(partners: dict[str, np.ndarray], parent: str, child: str, alive_parent: np.ndarray,
-                    alive_child: np.ndarray, category: str, tau: float) -> list[FeatureRow]:
+def transition_rows(pt: Partners, category: str, tau: float) -> list[FeatureRow]:
     "Features of one category for one transition, strongest match first."
     if category not in CATEGORIES: raise ValueError(f"unknown category {category!r}; one of {', '.join(CATEGORIES)}")
     if category == "emerge":
-        keep = np.flatnonzero(alive_child & (partners["child_score"] < tau))
-        rows = [FeatureRow(child, int(i), parent, int(partners["child_best"][i]), float(partners["child_score"][i])) for i in keep]
+        keep = np.flatnonzero(pt.emerges(tau))
+        rows = [FeatureRow(pt.child, int(i), pt.parent, int(pt.child_best[i]), float(pt.child_score[i])) for i in keep]
     else:
-        ok = partners["parent_score"] >= tau
-        keep = np.flatnonzero(alive_parent & (ok if category == "persist" else ~ok))
-        rows = [FeatureRow(parent, int(i), child, int(partners["parent_best"][i]), float(partners["parent_score"][i])) for i in keep]
+        keep = np.flatnonzero(pt.persists(tau) if category == "persist" else pt.alive_parent & ~pt.persists(tau))
+        rows = [FeatureRow(pt.parent, int(i), pt.child, int(pt.parent_best[i]), float(pt.parent_score[i])) for i in keep]
     return sorted(rows, key=lambda r: (-r.r, r.feature))
 
 # %% ../nbs/09_explorer.ipynb #1db5f76a
 class Explorer:
     "Interactive browser of matched features: transition, category and r filters; two dashboards side by side."
-    def __init__(self, stores: dict[str, ActivationStore], units: dict, tok, transitions=EDGES, tau: float = 0.8,
-                 top_contexts: int = 6, n_nearest: int = 5, max_listed: int = 200):
-        self.stores, self.units, self.tok, self.tau = stores, units, tok, tau
-        self.transitions = [t for t in transitions if t[0] in stores and t[1] in stores]
+    def __init__(self, stores: dict[str, ActivationStore], units: dict, tok, partners: dict[tuple[str, str], Partners],
+                 tau: float = 0.8, top_contexts: int = 6, n_nearest: int = 5, max_listed: int = 200):
+        self.stores, self.units, self.tok, self.partners, self.tau = stores, units, tok, partners, tau
+        self.transitions = [t for t in partners if t[0] in stores and t[1] in stores]
         self.top_contexts, self.n_nearest, self.max_listed = top_contexts, n_nearest, max_listed
-        self._partners: dict[tuple[str, str], dict] = {}
         self._widget = None
-
-    def partners(self, transition: tuple[str, str]) -> dict[str, np.ndarray]:
-        if transition not in self._partners:
-            self._partners[transition] = best_partners(self.stores[transition[0]], self.stores[transition[1]])
-        return self._partners[transition]
 
     def rows(self, transition: tuple[str, str], category: str, r_range: tuple[float, float] = (-1.0, 1.0)) -> list[FeatureRow]:
         "The listed features for a selection."
-        p, c = transition
-        rows = transition_rows(self.partners(transition), p, c, self.stores[p].density() > 0, self.stores[c].density() > 0,
-                               category, self.tau)
+        rows = transition_rows(self.partners[transition], category, self.tau)
         return [r for r in rows if r_range[0] <= r.r <= r_range[1]]
 
     def dashboard(self, model: str, feature: int, other: str):

@@ -8,66 +8,74 @@ confidence intervals; the feature flow of Figure 2."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.path import Path as MPath
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from tqdm import tqdm
 
+from .activations import ActivationStore, Partners, encode_chunk, pearson_from_moments, sparse_rows
 from .autoencoder import SparseAutoencoder
 from .files import Table
 from .lineage import LINEAGE, MERGED, ROOT, TRANSITIONS, display_name, generation
 from .model import LanguageModel
-from .run import Stage
+from .run import Stage, check_memory
 
 # %% auto #0
-__all__ = ['STAGE', 'pearson_from_moments', 'CorrelationAccumulator', 'pearson_matrix', 'Matches', 'max_match', 'hungarian_match',
-           'decoder_cosine', 'transition_counts', 'evaluation_blocks', 'encode_chunk', 'accumulate', 'method_matches',
-           'method_rows', 'candidate_stats', 'bootstrap_best', 'persistence_interval', 'bootstrap_intervals',
-           'transitions_table', 'threshold_sweep', 'feature_chains', 'match_rows', 'plot_flow', 'plot_threshold_sweep']
+__all__ = ['STAGE', 'CorrelationAccumulator', 'pearson_matrix', 'Matches', 'ScoreSummary', 'summarise_scores', 'hungarian_match',
+           'candidate_assignment', 'decoder_cosine', 'transition_counts', 'evaluation_blocks', 'accumulate',
+           'pair_groups', 'method_summaries', 'method_rows', 'match_pairs', 'partners_of', 'candidate_stats',
+           'bootstrap_best', 'persistence_interval', 'bootstrap_intervals', 'transitions_table', 'threshold_sweep',
+           'feature_chains', 'match_rows', 'plot_flow', 'plot_threshold_sweep']
 
 # %% ../nbs/06_matching.ipynb #15019939
 STAGE = Stage("matching", reads=("matching",), needs=("sae",))
-
-# %% ../nbs/06_matching.ipynb #m6a0c003
-def pearson_from_moments(cross, mean_a, mean_b, std_a, std_b):
-    "r = (E[ab] − ā b̄)/(σ_a σ_b), broadcast over its arguments (torch or numpy); 0 where either σ is 0."
-    cov = cross - mean_a * mean_b
-    den = std_a * std_b
-    if isinstance(cov, torch.Tensor):
-        return torch.where(den > 1e-12, cov / den.clamp_min(1e-300), torch.zeros_like(cov)).clamp(-1, 1)
-    return np.where(den > 1e-12, cov / np.maximum(den, 1e-300), 0.0).clip(-1, 1)
 
 # %% ../nbs/06_matching.ipynb #8bba2a0c
 class CorrelationAccumulator:
     "Streaming Pearson correlation between the columns of A [n, p] and B [n, q], fed in row chunks."
     def __init__(self, p: int, q: int, device="cpu"):
         f64 = dict(dtype=torch.float64, device=device)
-        self.n = 0
+        self.n, self.p, self.q = 0, p, q
         self.sa, self.sb = torch.zeros(p, **f64), torch.zeros(q, **f64)       # [p], [q]
         self.saa, self.sbb = torch.zeros(p, **f64), torch.zeros(q, **f64)     # [p], [q]
-        self.sab = torch.zeros(p, q, **f64)                                   # [p, q]
+        self.sab = None                                                       # [p, q], allocated by the first chunk
+
+    @staticmethod
+    def nbytes(p: int, q: int) -> int:
+        "Memory of the statistics of a p × q pair."
+        return 8 * (p * q + 2 * (p + q))
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
         "Add a chunk: a [t, p] and b [t, q] on the same t tokens."
         if a.shape[0] != b.shape[0]: raise ValueError(f"chunks cover {a.shape[0]} and {b.shape[0]} positions; they must be the same tokens")
         self.n += a.shape[0]
-        a64, b64 = a.double(), b.double()
+        a64, b64 = a.double(), b.double()        # moments in float64: E[x²] − E[x]² cancels badly in float32
         self.sa += a64.sum(0); self.sb += b64.sum(0)
         self.saa += a64.pow(2).sum(0); self.sbb += b64.pow(2).sum(0)
-        self.sab += (a.T @ b).double()                                        # [p, t] @ [t, q] -> [p, q]
+        ab = a.T @ b                             # [p, t] @ [t, q] -> [p, q] at the input precision, added in float64
+        if self.sab is None: self.sab = ab.double()
+        else: self.sab.add_(ab)
 
-    def correlation(self) -> torch.Tensor:
-        "[p, q] Pearson r; 0 wherever either feature is constant on the tokens seen."
+    def moments(self) -> tuple[torch.Tensor, ...]:
+        "Means and standard deviations of both sets of features."
         n = self.n
         ma, mb = self.sa / n, self.sb / n
-        sa, sb = (self.saa / n - ma ** 2).clamp_min(0).sqrt(), (self.sbb / n - mb ** 2).clamp_min(0).sqrt()
-        return pearson_from_moments(self.sab / n, ma[:, None], mb[None, :], sa[:, None], sb[None, :])
+        return ma, mb, (self.saa / n - ma ** 2).clamp_min(0).sqrt(), (self.sbb / n - mb ** 2).clamp_min(0).sqrt()
+
+    def correlation(self, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+        "[hi − lo, q] Pearson r of parent features lo … hi−1 with every child feature; 0 where either is constant."
+        hi = self.p if hi is None else hi
+        ma, mb, sa, sb = self.moments()
+        return pearson_from_moments(self.sab[lo:hi], ma[lo:hi, None], mb[None, :], sa[lo:hi, None], sb[None, :], n=self.n)
 
 # %% ../nbs/06_matching.ipynb #m6a0c007
 def pearson_matrix(a: torch.Tensor, b: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
@@ -85,21 +93,69 @@ class Matches:
     child_best: np.ndarray
     child_score: np.ndarray
 
-# %% ../nbs/06_matching.ipynb #m6a0c008
-def max_match(scores: torch.Tensor) -> Matches:
-    "Many-to-one: each feature's highest-scoring partner (Bricken et al.; the paper's rule)."
-    s = scores.float()
-    ps, pb = s.max(1); cs, cb = s.max(0)
-    return Matches(pb.cpu().numpy(), ps.cpu().numpy(), cb.cpu().numpy(), cs.cpu().numpy())
+# %% ../nbs/06_matching.ipynb #m6a0c051
+@dataclass
+class ScoreSummary:
+    "What is kept of a [p, q] score matrix: the k best partners of every row and every column, and its diagonal."
+    parent_top: np.ndarray          # [p, k] column indices, best first
+    parent_top_score: np.ndarray    # [p, k]
+    child_top: np.ndarray           # [q, k] row indices, best first
+    child_top_score: np.ndarray     # [q, k]
+    diagonal: np.ndarray            # [min(p, q)] scores of (i, i)
+
+    def matches(self) -> Matches:
+        "Many-to-one: each feature's highest-scoring partner (Bricken et al.; the paper's rule)."
+        return Matches(self.parent_top[:, 0], self.parent_top_score[:, 0], self.child_top[:, 0], self.child_top_score[:, 0])
+
+@torch.no_grad()
+def summarise_scores(block: Callable[[int, int], torch.Tensor], p: int, q: int, k: int = 8, rows: int = 2048) -> ScoreSummary:
+    "Summarise the [p, q] matrix whose rows lo…hi−1 `block(lo, hi)` returns, one block of rows at a time."
+    kp, kc = min(k, q), min(k, p)
+    pt, pts, diag, ct, cts = [], [], [], None, None
+    for lo in range(0, p, rows):
+        hi = min(lo + rows, p)
+        s = block(lo, hi).float()                                            # [rows, q]
+        v, i = s.topk(kp, dim=1)                                             # [rows, kp]: each row's best columns
+        pt.append(i.cpu()); pts.append(v.cpu())
+        cv, ci = s.topk(min(kc, hi - lo), dim=0)                             # [≤kc, q]: each column's best rows here
+        ci = ci + lo
+        if ct is not None: cv, ci = torch.cat([cts, cv]), torch.cat([ct, ci])
+        best = cv.topk(min(kc, len(cv)), dim=0)                              # merged with the rows seen so far
+        cts, ct = best.values, ci.gather(0, best.indices)
+        d = torch.arange(lo, max(lo, min(hi, q)), device=s.device)          # the diagonal inside this block
+        diag.append(s[d - lo, d].cpu())
+    return ScoreSummary(torch.cat(pt).numpy(), torch.cat(pts).numpy(), ct.T.cpu().numpy(), cts.T.cpu().numpy(),
+                        torch.cat(diag).numpy())
 
 # %% ../nbs/06_matching.ipynb #m6a0c010
 def hungarian_match(scores: torch.Tensor) -> Matches:
-    "One-to-one assignment maximising the total score (scipy.optimize.linear_sum_assignment)."
+    "One-to-one assignment maximising the total score on the dense matrix (scipy.optimize.linear_sum_assignment)."
     s = scores.float().cpu().numpy()
     rows, cols = linear_sum_assignment(-s)
     pb = np.full(s.shape[0], -1); ps = np.full(s.shape[0], -np.inf, dtype=np.float32)
     cb = np.full(s.shape[1], -1); cs = np.full(s.shape[1], -np.inf, dtype=np.float32)
     pb[rows], ps[rows], cb[cols], cs[cols] = cols, s[rows, cols], rows, s[rows, cols]
+    return Matches(pb, ps, cb, cs)
+
+# %% ../nbs/06_matching.ipynb #m6a0c054
+def candidate_assignment(summary: ScoreSummary, p: int, q: int) -> Matches:
+    "The one-to-one assignment of maximal total score over the candidate edges of `summary` (exact LAP, sparse)."
+    k, kc = summary.parent_top.shape[1], summary.child_top.shape[1]
+    d = len(summary.diagonal)
+    rows = np.concatenate([np.repeat(np.arange(p), k), summary.child_top.ravel(), np.arange(d)])
+    cols = np.concatenate([summary.parent_top.ravel(), np.repeat(np.arange(q), kc), np.arange(d)])
+    score = np.concatenate([summary.parent_top_score.ravel(), summary.child_top_score.ravel(), summary.diagonal]).astype(np.float64)
+    graph = sp.coo_matrix((score + 2.0, (rows, cols)), shape=(p, q)).tocsr()  # weights in [1, 3]: LAPJVsp needs non-zeros
+    graph.sum_duplicates()
+    dup = sp.coo_matrix((np.ones_like(score), (rows, cols)), shape=(p, q)).tocsr()
+    graph.data /= dup.data                                                    # an edge listed twice keeps its one score
+    transpose = p > q                                                         # full matching covers the smaller side
+    r, c = min_weight_full_bipartite_matching(graph.T.tocsr() if transpose else graph, maximize=True)
+    if transpose: r, c = c, r
+    s = np.asarray(graph[r, c]).ravel() - 2.0
+    pb = np.full(p, -1); ps = np.full(p, -np.inf, dtype=np.float32)
+    cb = np.full(q, -1); cs = np.full(q, -np.inf, dtype=np.float32)
+    pb[r], ps[r], cb[c], cs[c] = c, s, r, s
     return Matches(pb, ps, cb, cs)
 
 # %% ../nbs/06_matching.ipynb #m6a0c012
@@ -116,8 +172,8 @@ def transition_counts(m: Matches, alive_parent: np.ndarray, alive_child: np.ndar
     return {"persist": int(persist.sum()), "disappear": int(n_alive_p - persist.sum()), "emerge": int(emerge.sum()),
             "alive_parent": n_alive_p, "alive_child": n_alive_c, "parent_features": len(alive_parent),
             "child_features": len(alive_child),
-            "persist_share_alive": persist.sum() / max(n_alive_p, 1), "persist_share_all": persist.sum() / len(alive_parent),
-            "emerge_share_alive": emerge.sum() / max(n_alive_c, 1)}
+            "persist_share_alive": float(persist.sum() / max(n_alive_p, 1)), "persist_share_all": float(persist.sum() / len(alive_parent)),
+            "emerge_share_alive": float(emerge.sum() / max(n_alive_c, 1))}
 
 # %% ../nbs/06_matching.ipynb #b407e564
 def evaluation_blocks(blocks_by_domain: dict[str, np.ndarray], n_per_domain: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,45 +184,56 @@ def evaluation_blocks(blocks_by_domain: dict[str, np.ndarray], n_per_domain: int
         out.append(b[pick]); dom.append(np.full(len(pick), i))
     return np.concatenate(out), np.concatenate(dom)
 
-# %% ../nbs/06_matching.ipynb #m6a0c017
-@torch.no_grad()
-def encode_chunk(model: LanguageModel, sae: SparseAutoencoder, blocks: np.ndarray, hook: str, device="cpu") -> torch.Tensor:
-    "SAE feature activations [blocks × positions, d_sae] for a chunk of blocks."
-    x = torch.as_tensor(blocks, dtype=torch.long, device=device)             # [b, L]
-    _, cache = model.run_with_cache(x, [hook], stop_at=hook)
-    return sae.encode(cache[hook].reshape(-1, cache[hook].shape[-1]).float())  # [b·L, d_in] -> [b·L, d_sae]
-
 # %% ../nbs/06_matching.ipynb #m6a0c019
 @torch.no_grad()
 def accumulate(pairs: list[tuple[str, str]], units: dict[str, tuple[LanguageModel, SparseAutoencoder]], blocks: np.ndarray,
-               hook: str, vocab_size: int, chunk_blocks: int, device="cpu") -> dict:
-    "One pass over the evaluation blocks: correlation and token-profile statistics for every pair, firing counts per SAE."
-    names = sorted({n for p in pairs for n in p})
+               hook: str, chunk_blocks: int, device="cpu", store: tuple[str, ...] = ()) -> dict:
+    "One pass over the evaluation blocks: every pair's correlation statistics, every SAE's firing counts and token-type profile sums, sparse stores."
+    names = sorted({n for p in pairs for n in p} | set(store))
     acc = {p: CorrelationAccumulator(units[p[0]][1].d_sae, units[p[1]][1].d_sae, device) for p in pairs}
+    seen, tok_index = np.unique(blocks, return_inverse=True)                # token types on these blocks
+    tok_index = torch.as_tensor(tok_index.reshape(blocks.shape), device=device)
     fires = {n: torch.zeros(units[n][1].d_sae, device=device) for n in names}
-    tok_sum = {n: torch.zeros(vocab_size, units[n][1].d_sae, device=device) for n in names}  # [vocab, d_sae]
-    tok_count = torch.zeros(vocab_size, device=device)
+    tok_sum = {n: torch.zeros(len(seen), units[n][1].d_sae, device=device) for n in names}  # [token types, d_sae]
+    tok_count = torch.zeros(len(seen), device=device)
+    parts = {n: [] for n in store}
     for i in tqdm(range(0, len(blocks), chunk_blocks), desc="encode and correlate", unit="chunk"):
         chunk = blocks[i:i + chunk_blocks]
-        tok = torch.as_tensor(chunk, dtype=torch.long, device=device).reshape(-1)   # [t]
-        f = {n: encode_chunk(*units[n], chunk, hook, device) for n in names}         # [t, d_sae] each
-        tok_count += torch.bincount(tok, minlength=vocab_size).float()
+        tok = tok_index[i:i + chunk_blocks].reshape(-1)                      # [t]
+        f = {n: encode_chunk(*units[n], chunk, hook, device) for n in names}  # [t, d_sae] each
+        tok_count += torch.bincount(tok, minlength=len(seen)).float()
         for n in names:
             fires[n] += (f[n] > 0).float().sum(0)
             tok_sum[n].index_add_(0, tok, f[n])
+        for n in store: parts[n].append(sparse_rows(f[n]))
         for p in pairs: acc[p].update(f[p[0]], f[p[1]])
-    seen = tok_count > 0
-    profiles = {n: tok_sum[n][seen] / tok_count[seen, None] for n in names}          # [token types seen, d_sae]
-    return {"corr": {p: a.correlation() for p, a in acc.items()}, "fires": fires, "profiles": profiles,
-            "tokens": int(len(blocks) * blocks.shape[1])}
+    return {"acc": acc, "fires": fires, "profiles": {n: s / tok_count[:, None] for n, s in tok_sum.items()},
+            "tokens": int(len(blocks) * blocks.shape[1]),
+            "stores": {n: ActivationStore(np.asarray(blocks), sp.vstack(v).tocsc().astype(np.float32)) for n, v in parts.items()}}
+
+# %% ../nbs/06_matching.ipynb #m6a0c058
+def pair_groups(pairs: list[tuple[str, str]], d_sae: dict[str, int], budget_bytes: float) -> list[list[tuple[str, str]]]:
+    "Consecutive groups of pairs whose correlation statistics fit `budget_bytes` together (at least one pair each)."
+    groups, cur, used = [], [], 0
+    for p in pairs:
+        need = CorrelationAccumulator.nbytes(d_sae[p[0]], d_sae[p[1]])
+        if cur and used + need > budget_bytes: groups.append(cur); cur, used = [], 0
+        cur.append(p); used += need
+    return groups + ([cur] if cur else [])
 
 # %% ../nbs/06_matching.ipynb #m6a0c022
-def method_matches(stats: dict, saes: dict[str, SparseAutoencoder], parent: str, child: str) -> dict[str, Matches]:
-    "Matches of one pair by every method: max_corr (primary), token_profile, decoder_cosine, hungarian."
-    corr = stats["corr"][(parent, child)]
-    prof = pearson_matrix(stats["profiles"][parent], stats["profiles"][child])
-    return {"max_corr": max_match(corr), "token_profile": max_match(prof),
-            "decoder_cosine": max_match(decoder_cosine(saes[parent].W_dec, saes[child].W_dec)), "hungarian": hungarian_match(corr)}
+def method_summaries(acc: CorrelationAccumulator, profiles: dict, saes: dict[str, SparseAutoencoder], parent: str, child: str,
+                     k: int = 8) -> dict[str, tuple[ScoreSummary, Matches]]:
+    "Every method's score summary and matches for one pair: max_corr (primary), token_profile, decoder_cosine, hungarian."
+    p, q = acc.p, acc.q
+    corr = summarise_scores(acc.correlation, p, q, k)
+    prof = CorrelationAccumulator(p, q, profiles[parent].device)
+    prof.update(profiles[parent], profiles[child])                           # token types as the observations
+    wa, wb = saes[parent].W_dec, saes[child].W_dec
+    cos = summarise_scores(lambda lo, hi: decoder_cosine(wa[lo:hi], wb), p, q, k)
+    prof_summary = summarise_scores(prof.correlation, p, q, k)
+    return {"max_corr": (corr, corr.matches()), "token_profile": (prof_summary, prof_summary.matches()),
+            "decoder_cosine": (cos, cos.matches()), "hungarian": (corr, candidate_assignment(corr, p, q))}
 
 # %% ../nbs/06_matching.ipynb #m6a0c024
 def method_rows(all_matches: dict, alive: dict[str, np.ndarray], tau: float) -> tuple[list[dict], list[dict]]:
@@ -182,6 +249,35 @@ def method_rows(all_matches: dict, alive: dict[str, np.ndarray], tau: float) -> 
             agreement.append({"parent": p, "child": c, "method": method, "persist": int(persist.sum()),
                               "jaccard_with_max_corr": float(inter / union) if union else 1.0, "same_partner_as_max_corr": float(same)})
     return rows, agreement
+
+# %% ../nbs/06_matching.ipynb #m6a0c061
+def match_pairs(pairs: list[tuple[str, str]], units: dict, blocks: np.ndarray, hook: str, chunk_blocks: int, budget_bytes: float,
+                k: int = 8, device="cpu", store: tuple[str, ...] = ()) -> dict:
+    "Summaries and matches of every pair by every method, alive features, and the sparse stores of `store`."
+    saes = {n: u[1] for n, u in units.items()}
+    d = max(s.d_sae for s in saes.values())
+    group = min(budget_bytes, len(pairs) * CorrelationAccumulator.nbytes(d, d))
+    check_memory(group + 4 * len(saes) * d * min(len(np.unique(blocks)), blocks.size) + 5 * 8 * 2048 * d, device,
+                 f"matching {len(pairs)} pairs of {d:,}-latent SAEs (matching.memory_gb = {budget_bytes / 1e9:g} per group of pairs)")
+    out = {"summaries": {}, "matches": {}, "fires": {}, "stores": {}, "tokens": 0}
+    for gi, group in enumerate(pair_groups(pairs, {n: s.d_sae for n, s in saes.items()}, budget_bytes)):
+        names = {n for p in group for n in p}
+        st = accumulate(group, {n: units[n] for n in names | set(store if gi == 0 else ())}, blocks, hook, chunk_blocks, device,
+                        store if gi == 0 else ())
+        out["fires"].update(st["fires"]); out["stores"].update(st["stores"]); out["tokens"] = st["tokens"]
+        for p in group:
+            ms = method_summaries(st["acc"].pop(p), st["profiles"], saes, *p, k)
+            out["summaries"][p] = ms["max_corr"][0]
+            out["matches"][p] = {m: v[1] for m, v in ms.items()}
+    out["alive"] = {n: (f > 0).cpu().numpy() for n, f in out["fires"].items()}
+    return out
+
+# %% ../nbs/06_matching.ipynb #m6a0c064
+def partners_of(pair: tuple[str, str], summary: ScoreSummary, alive: dict[str, np.ndarray]) -> Partners:
+    "The saved form of one transition's max-correlation matching."
+    m = summary.matches()
+    return Partners(*pair, m.parent_best, m.parent_score, m.child_best, m.child_score, summary.parent_top,
+                    summary.parent_top_score, summary.child_top, summary.child_top_score, alive[pair[0]], alive[pair[1]])
 
 # %% ../nbs/06_matching.ipynb #fd2eec0c
 @torch.no_grad()
@@ -217,10 +313,10 @@ def bootstrap_best(st: dict[str, torch.Tensor], n_boot: int, seed: int) -> torch
     for _ in range(n_boot):
         w = torch.as_tensor(np.bincount(rng.integers(0, g, g), minlength=g), dtype=torch.float64, device=st["n"].device)
         s = {k: torch.einsum("g,gpm->pm", w, v) for k, v in st.items() if k != "n"}   # [p, m]
-        n = (w * st["n"]).sum()
+        n = float((w * st["n"]).sum())
         ma, mb = s["a"] / n, s["b"] / n
         sa, sb = (s["aa"] / n - ma ** 2).clamp_min(0).sqrt(), (s["bb"] / n - mb ** 2).clamp_min(0).sqrt()
-        out.append(pearson_from_moments(s["ab"] / n, ma, mb, sa, sb).max(1).values.float())
+        out.append(pearson_from_moments(s["ab"], ma, mb, sa, sb, n=n).max(1).values.float())
     return torch.stack(out)
 
 # %% ../nbs/06_matching.ipynb #m6a0c029
@@ -231,14 +327,13 @@ def persistence_interval(best: np.ndarray, alive: np.ndarray, tau: float, direct
     return float(np.percentile(shares, 2.5)), float(np.percentile(shares, 97.5))
 
 # %% ../nbs/06_matching.ipynb #m6a0c044
-def bootstrap_intervals(pairs, stats: dict, units: dict, blocks: np.ndarray, hook: str, alive: dict, tau: float,
-                        n_boot: int, seed: int, chunk_blocks: int, device="cpu") -> dict[tuple[str, str, str], tuple[float, float]]:
+def bootstrap_intervals(summaries: dict[tuple[str, str], ScoreSummary], units: dict, blocks: np.ndarray, hook: str, alive: dict,
+                        tau: float, n_boot: int, seed: int, chunk_blocks: int, device="cpu") -> dict[tuple[str, str, str], tuple[float, float]]:
     "95 % block-bootstrap intervals of every pair's persist share (parent side) and emerge share (child side)."
     ci = {}
-    for p, c in pairs:
-        corr = stats["corr"][(p, c)]
-        for direction, (a, b, cmat) in {"persist": (p, c, corr), "emerge": (c, p, corr.T)}.items():
-            cand = cmat.topk(min(3, cmat.shape[1]), dim=1).indices                 # [p, 3] best candidates
+    for (p, c), sm in summaries.items():
+        for direction, (a, b, top) in {"persist": (p, c, sm.parent_top), "emerge": (c, p, sm.child_top)}.items():
+            cand = torch.as_tensor(top[:, :3], device=device)                    # [features, 3] best candidates
             st = candidate_stats((a, b), cand, units, blocks, hook, min(50, len(blocks)), chunk_blocks, device)
             ci[(p, c, direction)] = persistence_interval(bootstrap_best(st, n_boot, seed).cpu().numpy(), alive[a], tau, direction)
     return ci

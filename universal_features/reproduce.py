@@ -166,8 +166,9 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
             raise RuntimeError(f"stage {name} failed: {e.ename}: {e.evalue}\n"
                                f"  the executed notebook is {out_nb}; its output is in {log}") from None
         secs = time.time() - t0
-        atomic_write_text(_marker(run.root, name), json.dumps(
-            {"key": keys[name], "seconds": round(secs, 2), "notebook": sn.notebook.name}, indent=2) + "\n")
+        atomic_write_text(_marker(run.root, name), json.dumps(      # wall-clock times: for reports, never for results
+            {"key": keys[name], "seconds": round(secs, 2), "started": round(t0, 3), "finished": round(t0 + secs, 3),
+             "notebook": sn.notebook.name}, indent=2) + "\n")
         status[name] = "ran"
         print(f"[{i + 1}/{len(stages)}] {name}: done in {secs:.1f}s", flush=True)
         if run.config.report.publish: _publish(run)

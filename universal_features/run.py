@@ -23,7 +23,8 @@ from .lineage import model_of
 from .model import LanguageModel, load_model
 
 # %% auto #0
-__all__ = ['REPO_ROOT', 'Stage', 'default_run_dir', 'default_device', 'Run', 'open_run']
+__all__ = ['REPO_ROOT', 'Stage', 'default_run_dir', 'default_device', 'device_memory_bytes', 'DeviceMemoryError', 'check_memory',
+           'Run', 'open_run']
 
 # %% ../nbs/00c_run.ipynb #c1a0c005
 @dataclass(frozen=True)
@@ -45,6 +46,24 @@ def default_device() -> torch.device:
     "This process's GPU when there is one (LOCAL_RANK under torchrun), else the CPU."
     if torch.cuda.is_available(): return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
+
+# %% ../nbs/00c_run.ipynb #c1a0c021
+def device_memory_bytes(device) -> int:
+    "Total memory of a CUDA device, or the machine's physical memory for the CPU."
+    device = torch.device(device)
+    if device.type == "cuda": return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+class DeviceMemoryError(RuntimeError):
+    "A stage would need more memory than the device has."
+
+def check_memory(need_bytes: float, device, what: str, limit_bytes: float | None = None, fraction: float = 0.9) -> None:
+    "Raise one clear error when `need_bytes` exceeds `fraction` of the device's memory (or `limit_bytes`)."
+    limit = fraction * (device_memory_bytes(device) if limit_bytes is None else limit_bytes)
+    if need_bytes > limit:
+        raise DeviceMemoryError(f"{what} needs about {need_bytes / 1e9:.1f} GB on {torch.device(device)}, more than the "
+                           f"{limit / 1e9:.1f} GB it can use ({fraction:.0%} of {limit / fraction / 1e9:.1f} GB): use a "
+                           "smaller profile or lower the setting named above with --set")
 
 # %% ../nbs/00c_run.ipynb #c1a0c011
 @dataclass

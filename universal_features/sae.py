@@ -6,6 +6,7 @@ table: L0, MSE, explained variance, CE loss recovered, KL, dead fraction, shrink
 # %% ../nbs/05_sae.ipynb #a1b5c970
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -22,12 +23,12 @@ from .autoencoder import SparseAutoencoder, resample_dead, sae_loss, save_sae
 from .config import SAEConfig
 from .files import Table, atomic_write_text, code_fingerprint, compute_once, sha256_file
 from .model import LanguageModel, next_token_loss
-from .run import Run, Stage
+from .run import Run, Stage, check_memory
 from .tokenizer import load_mixture
 
 # %% auto #0
-__all__ = ['STAGE', 'METRIC_COLUMNS', 'harvest', 'ActivationBuffer', 'sae_schedule', 'train_sae', 'sae_metrics', 'train_run_sae',
-           'sae_table', 'plot_densities']
+__all__ = ['STAGE', 'METRIC_COLUMNS', 'harvest', 'ActivationBuffer', 'sae_schedule', 'fast_matmul', 'sae_memory_bytes',
+           'train_sae', 'sae_metrics', 'train_run_sae', 'sae_table', 'plot_densities']
 
 # %% ../nbs/05_sae.ipynb #6e538ed0
 STAGE = Stage("sae", reads=("sae",), needs=("merge",))
@@ -52,7 +53,7 @@ class ActivationBuffer:
         self.model, self.blocks, self.hook, self.device = model, blocks, hook, device
         self.n_ctx, self.batch = max(2, min(buffer_contexts, len(blocks))), batch_tokens
         self.rng = np.random.default_rng(seed)
-        self.gen = torch.Generator(device="cpu").manual_seed(seed)
+        self.gen = torch.Generator(device=device).manual_seed(seed)       # shuffles on the device the buffer lives on
         self.order, self.pos, self.epoch = self.rng.permutation(len(blocks)), 0, 0
         self.buf = self._next_contexts(self.n_ctx)                                       # [n_ctx × block_size, d]
         self._shuffle()
@@ -67,7 +68,7 @@ class ActivationBuffer:
         return harvest(self.model, self.blocks[np.concatenate(take)], self.hook, device=self.device)
 
     def _shuffle(self):
-        self.buf = self.buf[torch.randperm(len(self.buf), generator=self.gen).to(self.buf.device)]
+        self.buf = self.buf[torch.randperm(len(self.buf), generator=self.gen, device=self.buf.device)]
 
     def next_batch(self) -> torch.Tensor:
         if self.read + self.batch > len(self.buf) // 2:
@@ -87,38 +88,60 @@ def sae_schedule(step: int, total: int, sc: SAEConfig) -> tuple[float, float]:
     l1 = min(1.0, (step + 1) / sc.l1_warmup_steps) if sc.l1_warmup_steps else 1.0
     return lr, l1
 
+# %% ../nbs/05_sae.ipynb #f5a0c102
+@contextlib.contextmanager
+def fast_matmul(device, enabled: bool = True):
+    "TF32 matmuls for the duration of the block when `device` is a CUDA device and `enabled`; restores the settings."
+    if not enabled or torch.device(device).type != "cuda":
+        yield; return
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try: yield
+    finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+# %% ../nbs/05_sae.ipynb #f5a0c104
+def sae_memory_bytes(d_in: int, d_sae: int, batch_tokens: int, buffer_tokens: int) -> int:
+    "Device memory SAE training needs: fp32 weights with gradients and Adam moments, one batch's activations, the buffer."
+    params = 2 * d_in * d_sae + d_sae + d_in
+    return 4 * (4 * params + 6 * batch_tokens * d_sae + 2 * buffer_tokens * d_in)
+
 # %% ../nbs/05_sae.ipynb #f5a0c008
 def train_sae(sae: SparseAutoencoder, next_batch, sc: SAEConfig, n_tokens: int, l1_coefficient: float, seed: int,
               device="cpu", desc: str = "sae", log_path: Path | None = None) -> dict:
     "Train on batches from `next_batch()` for `n_tokens` activations; resample or AuxK dead latents."
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)       # resampling draws on the device of the activations
     sae.to(device).train()
     opt = torch.optim.Adam(sae.parameters(), lr=sc.lr, betas=tuple(sc.betas))
     total = max(1, n_tokens // sc.batch_size_tokens)
     resample_at = {int(total * f) for f in sc.resample_fractions} if sc.dead_remedy == "resample" and sc.architecture == "relu" else set()
-    last_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=device)  # tokens seen at the last firing
+    log_every = max(1, total // max(sc.log_points, 1))
+    last_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=device)  # [d_sae] tokens seen at the last firing
     dead_window = sc.dead_window_tokens
     logs, resampled, seen = [], 0, 0
     bar = tqdm(total=total * sc.batch_size_tokens, unit="act", unit_scale=True, desc=desc, mininterval=2.0)
-    for step in range(total):
-        lr_f, l1_f = sae_schedule(step, total, sc)
-        for g in opt.param_groups: g["lr"] = sc.lr * lr_f
-        x = next_batch().to(device)                                                      # [batch_size_tokens, d_in]
-        dead = (seen - last_fired) >= dead_window                                        # [d_sae]
-        loss, rec = sae_loss(sae, x, l1_coefficient * l1_f, dead if sc.dead_remedy == "auxk" else None,
-                             k_aux=sae.d_in // 2)
-        loss.backward()
-        opt.step(); opt.zero_grad(set_to_none=True)
-        seen += len(x)
-        last_fired[rec.pop("fired")] = seen
-        if step + 1 in resample_at:
-            dead_now = (seen - last_fired) >= min(dead_window, seen)
-            resampled += resample_dead(sae, opt, dead_now, x, gen)
-            last_fired[dead_now] = seen  # resampled latents get a fresh window
-        bar.update(len(x))
-        if (step + 1) % max(1, total // 50) == 0 or step + 1 == total:
-            rec.update(step=step + 1, lr=sc.lr * lr_f, l1=l1_coefficient * l1_f, dead_fraction=float(dead.float().mean()))
-            logs.append(rec); bar.set_postfix(mse=f"{rec['mse']:.3f}", l0=f"{rec['l0']:.1f}")
+    with fast_matmul(device, sc.tf32):
+        for step in range(total):
+            lr_f, l1_f = sae_schedule(step, total, sc)
+            for g in opt.param_groups: g["lr"] = sc.lr * lr_f
+            x = next_batch().to(device)                                                  # [batch_size_tokens, d_in]
+            logging = (step + 1) % log_every == 0 or step + 1 == total
+            dead = (seen - last_fired) >= dead_window if sc.dead_remedy == "auxk" or logging else None  # [d_sae]
+            loss, parts = sae_loss(sae, x, l1_coefficient * l1_f, dead if sc.dead_remedy == "auxk" else None,
+                                   k_aux=sae.d_in // 2)
+            loss.backward()
+            opt.step(); opt.zero_grad(set_to_none=True)
+            seen += len(x)
+            last_fired.masked_fill_(parts["fired"], seen)       # on the device: no host synchronisation per step
+            if step + 1 in resample_at:
+                dead_now = (seen - last_fired) >= min(dead_window, seen)
+                resampled += resample_dead(sae, opt, dead_now, x, gen)
+                last_fired.masked_fill_(dead_now, seen)         # resampled latents get a fresh window
+            bar.update(len(x))
+            if logging:                                          # the only place values are read on the host
+                rec = {k: float(v) for k, v in parts.items() if v.ndim == 0}
+                rec.update(l0=float(parts["active"].float().sum(-1).mean()), step=step + 1, lr=sc.lr * lr_f,
+                           l1=l1_coefficient * l1_f, dead_fraction=float(dead.float().mean()))
+                logs.append(rec); bar.set_postfix(mse=f"{rec['mse']:.3f}", l0=f"{rec['l0']:.1f}")
     bar.close()
     if log_path is not None: atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in logs))
     return {"steps": total, "tokens": total * sc.batch_size_tokens, "resampled": resampled, "final": logs[-1] if logs else {}}
@@ -176,6 +199,10 @@ def train_run_sae(run: Run, name: str, model_name: str, index: int, device="cpu"
 
 def _train_run_sae(run: Run, name: str, model_name: str, index: int, device) -> dict:
     cfg, sc = run.config, run.config.sae
+    d_sae = sc.expansion_factor * cfg.model.d_mlp
+    check_memory(sae_memory_bytes(cfg.model.d_mlp, d_sae, sc.batch_size_tokens, sc.buffer_contexts * sc.block_size), device,
+                 f"training an SAE of {d_sae:,} latents on batches of {sc.batch_size_tokens:,} (sae.expansion_factor, "
+                 "sae.batch_size_tokens, sae.buffer_contexts)")
     folder = run.sae_dir(name)
     seed = sc.seed * 1000 + index
     torch.manual_seed(seed)

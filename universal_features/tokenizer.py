@@ -16,7 +16,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm import tqdm
 
-from .data import manifest_markdown, read_jsonl
+from .data import manifest_markdown, read_corpus
 from .files import atomic_path, atomic_write_text
 from .lineage import DOMAINS, LM_MIXTURES, SAE_MIXTURES
 from .run import Run, Stage
@@ -158,7 +158,7 @@ def build_tokenizer_and_blocks(run: Run) -> dict:
     import datasets  # heavy (about a second): imported only where blocks are packed or read
     datasets.disable_progress_bars()  # one tqdm bar per domain below instead of one per map call
     cfg, out = run.config, run.stage_dir("tokenizer")
-    docs = {d: {s: read_jsonl(run.root / "data" / d / f"{s}.jsonl") for s in ("train", "validation")} for d in DOMAINS}
+    docs = {d: {s: read_corpus(run.root / "data" / d / f"{s}.parquet") for s in ("train", "validation")} for d in DOMAINS}
     tc = cfg.tokenizer
     if tc.pretrained: tok = load_pretrained_tokenizer(tc.pretrained)
     else:
