@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Write environment.yml (conda) from pyproject.toml, so that the two cannot drift.
+"""Write environment.yml (conda) from requirements.lock (itself made from pyproject.toml), so that they cannot drift.
 
     python scripts/environment.py          # rewrite environment.yml
-    python scripts/environment.py --check  # exit 1 if environment.yml differs from what pyproject.toml gives
+    python scripts/environment.py --check  # exit 1 if environment.yml differs from what the lock gives
 """
 from __future__ import annotations
 
@@ -12,18 +12,16 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-EXTRAS = ("dev",)   # what `make test` installs; a conda user gets the same environment
 
 
-def render(pyproject: Path = REPO / "pyproject.toml") -> str:
-    "environment.yml text: python and pip, then every dependency of pyproject.toml and its extras, in its order."
-    proj = tomllib.loads(pyproject.read_text())["project"]
-    deps = list(proj["dependencies"]) + [d for e in EXTRAS for d in proj.get("optional-dependencies", {}).get(e, [])]
-    python = proj["requires-python"].lstrip(">=~")
-    lines = ["# Generated from pyproject.toml by scripts/environment.py: do not edit; run `python scripts/environment.py`.",
+def render(lock: Path = REPO / "requirements.lock", pyproject: Path = REPO / "pyproject.toml") -> str:
+    "environment.yml text: the lock's Python, pip, and every pinned package of the lock (the CPU torch from its index)."
+    tomllib.loads(pyproject.read_text())   # the lock is made from it: a broken pyproject.toml fails here first
+    pins = [l.strip() for l in lock.read_text().splitlines() if l.strip() and not l.startswith(("#", "-"))]
+    lines = ["# Generated from requirements.lock by scripts/environment.py: do not edit; run `bash scripts/lock.sh`.",
              "# conda env create -f environment.yml && conda activate universal_features && pip install -e . --no-deps",
              "name: universal_features", "channels:", "  - conda-forge", "dependencies:",
-             f"  - python>={python}", "  - pip", "  - pip:"] + [f"      - {d}" for d in deps]
+             "  - python=3.11", "  - pip", "  - pip:", "      - --extra-index-url https://download.pytorch.org/whl/cpu"] + [f"      - {d}" for d in pins]
     return "\n".join(lines) + "\n"
 
 

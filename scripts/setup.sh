@@ -7,9 +7,24 @@ if [ ! -x .venv/bin/python ]; then
   echo "creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
-if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-  # torch is pinned in pyproject.toml (2.13.0): an unpinned torch pulls a multi-GB CUDA build
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+# Install exactly requirements.lock (made by scripts/lock.sh from pyproject.toml), then the project itself without
+# dependencies. uv (a PyPI wheel, installed into the venv) is fast; without it, plain pip installs the same pins.
+# UF_EXTRAS=none installs requirements-dev.lock: without the interop extra (sae-lens: wandb, transformer-lens, plotly),
+# whose one test then skips.
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] || [ requirements.lock -nt .venv/.installed ]; then
+  LOCK=requirements.lock; [ "${UF_EXTRAS:-interop}" = none ] && LOCK=requirements-dev.lock
+  FIND_LINKS=$(.venv/bin/python -m pip config get global.find-links 2>/dev/null || true)
+  index=()   # the CPU torch: from a local wheel when pip's find-links has one, else from PyTorch's CPU index
+  if [ -n "$FIND_LINKS" ] && ls "$FIND_LINKS"/torch-2.13.0+cpu-* >/dev/null 2>&1; then index=(--find-links "$FIND_LINKS")
+  else index=(--extra-index-url "${UF_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"); fi
+  if .venv/bin/python -m uv --version >/dev/null 2>&1 || .venv/bin/python -m pip install --quiet --disable-pip-version-check uv; then
+    .venv/bin/python -m uv pip sync --quiet --python .venv/bin/python --index-strategy unsafe-best-match "${index[@]}" "$LOCK"
+    .venv/bin/python -m uv pip install --quiet --python .venv/bin/python --no-deps -e .
+  else
+    echo "note: uv is not available; installing the lock with pip (slower)"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "${index[@]}" -r "$LOCK"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  fi
   touch .venv/.installed
 fi
 # The Lua corpus comes from Debian packages (apt-get download): apt must know them.

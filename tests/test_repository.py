@@ -12,11 +12,30 @@ def _script(name):
     return mod
 
 
-def test_environment_yml_is_generated_from_pyproject():
+def _pins() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+    lines = (REPO / "requirements.lock").read_text().splitlines()
+    return {canonicalize_name(l.split("==")[0]): l.split("==")[1].strip() for l in lines if "==" in l and not l.startswith("#")}
+
+
+def test_lock_pins_every_dependency_within_its_specifier():
+    "requirements.lock is current: every dependency of pyproject.toml (and its extras) is pinned to a version it allows."
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    proj = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = _pins()
+    for spec in proj["dependencies"] + [d for e in proj["optional-dependencies"].values() for d in e]:
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not in requirements.lock: run `bash scripts/lock.sh`"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} breaks {spec}: run `bash scripts/lock.sh`"
+    assert pins["torch"] == "2.13.0+cpu" and not any(n.startswith("nvidia") for n in pins)   # the CPU build, no CUDA wheels
+
+
+def test_environment_yml_is_generated_from_the_lock():
     env = _script("environment")
     assert (REPO / "environment.yml").read_text() == env.render(), "run `python scripts/environment.py`"
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert all(f"      - {d}\n" in env.render() for d in deps)
+    assert all(f"      - {n}=={v}\n" in env.render() for n, v in _pins().items() if n != "torch") and "torch==2.13.0+cpu" in env.render()
 
 
 def test_nbdev_settings_point_at_files_that_exist():
@@ -24,3 +43,10 @@ def test_nbdev_settings_point_at_files_that_exist():
     assert (REPO / nbdev["nbs_path"]).is_dir() and (REPO / nbdev["lib_path"]).is_dir()
     if "readme_nb" in nbdev: assert (REPO / nbdev["nbs_path"] / nbdev["readme_nb"]).is_file()
     assert "tags" in nbdev["allowed_cell_metadata_keys"]
+
+
+def test_the_dev_lock_is_the_full_lock_without_the_interop_extra():
+    dev = dict(l.strip().split("==") for l in (REPO / "requirements-dev.lock").read_text().splitlines() if "==" in l and not l.startswith("#"))
+    full = _pins()
+    assert "sae-lens" not in dev and "wandb" not in dev and "sae-lens" in full
+    assert {k: full.get(k) for k in dev} == dev, "run `bash scripts/lock.sh`: the two locks disagree"
