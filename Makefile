@@ -1,10 +1,11 @@
 # make reproduce [PROFILE=cpu] [ARGS="--set k=v"]   set up, then run the reproduction
 # make test                                         set up, check notebook/package sync, run the tests
 # make docs [PROFILE=cpu]                           set up, reproduce (cached stages skipped), build the site in _docs/
+# make lab [PORT=8888]                              set up, register the project's kernel, start JupyterLab on nbs/
 PROFILE ?= cpu
 ARGS ?=
 
-.PHONY: setup reproduce test docs
+.PHONY: setup reproduce test docs lab
 setup:
 	bash scripts/setup.sh
 reproduce:
@@ -14,3 +15,6 @@ test:
 
 docs:
 	PROFILE=$(PROFILE) bash scripts/docs.sh
+
+lab:
+	bash scripts/lab.sh

@@ -39,6 +39,8 @@ FATAL_WARNINGS = (
 
 # Captions of the figures the pipeline draws (title, caption). The report's own captions take precedence.
 FIGURES = {
+    "fig1_design": ("Figure 1: the experimental design",
+                    "Figure 1: the models, how each was made, the SAE on each, and the share of features that persist."),
     "fig2_feature_flow": ("Figure 2: feature flow", "Figure 2: flow of persisting features across the four models."),
     "fig3_variable_assignment": ("Figure 3: the variable-assignment feature",
                                  "Figure 3: the variable-assignment feature in each model."),

@@ -1,4 +1,3 @@
-import json
 
 import pytest
 
@@ -40,7 +39,7 @@ def test_dict_overrides_as_papermill_passes_them():
 
 
 def test_unknown_profile_lists_valid_ones():
-    with pytest.raises(ConfigError, match="valid profiles: smoke, cpu, gpu, paper"):
+    with pytest.raises(ConfigError, match="valid profiles: smoke, cpu, cpu-study, gpu, paper-shape, paper"):
         get_config("laptop")
 
 

@@ -5,14 +5,17 @@ from universal_features.files import Table
 from universal_features.merge import PAPER_SWEEP, crossing_point
 
 
-def results(persist=0.15, null=0.6, generic_p=(0.01, 0.01, 0.01, 0.2), universal=True, exc_f1=0.5, exc_r=0.5, t_star=0.6):
+def results(persist=0.15, null=0.6, generic_p=(0.01, 0.01, 0.01, 0.2), universal=True, exc_f1=0.5, exc_r=0.5, t_star=0.6, spread=0.2):
     pairs = [("base", "lua"), ("base", "tinystories"), ("lua", "luastories"), ("tinystories", "luastories"), ("base", "luastories")]
     trans = [{"parent": p, "child": c, "method": "max_corr", "persist_share_alive": persist} for p, c in pairs]
     trans += [{"parent": p, "child": c, "method": "max_corr", "persist_share_alive": null} for p, c in (("base", "base-seed2"), ("lua", "lua-seed2"))]
     generic = [{"parent": p, "child": c, "persist": 100, "disappear": 900, "generic_share_persist": 0.6,
                 "generic_share_disappear": 0.3, "p_value": pv} for (p, c), pv in zip(pairs, generic_p)]
     links = {"base→lua": 0.9, "base→tinystories": 0.85, "lua→luastories": 0.95, "tinystories→luastories": 0.9 if universal else 0.5}
+    norm = [{"parent": p, "child": c, "method": "max_corr", "persist_share": persist, "null_mean": null, "normalised": persist / null,
+             "low": (1 - spread) * persist / null, "high": (1 + spread) * persist / null} for p, c in pairs[:4]]
     return {
+        "robustness": {"normalised": norm, "bound": 0.5},
         "matching": {"transitions": trans},
         "case_studies": {"generic": generic, "threshold": 0.8,
                          "assignment": {"feature": {"base": 1, "lua": 2, "tinystories": 3, "luastories": 4}, "links": links,
@@ -34,7 +37,11 @@ def test_all_claims_can_hold():
 
 def test_each_rule_can_fail_or_be_inconclusive():
     assert verdicts(persist=0.6)[0] == rp.FAILS
-    assert verdicts(persist=0.3, null=0.4)[0] == rp.INCONCLUSIVE          # the seed null loses nearly as many
+    assert verdicts(persist=0.25, null=0.5)[0] == rp.INCONCLUSIVE         # normalised 0.5, interval [0.4, 0.6] straddles the bound
+    assert verdicts(persist=0.15, null=0.2)[0] == rp.FAILS                # raw 15 % looks "few", but the seed null keeps only 20 %
+    assert verdicts(persist=0.2, null=0.5, spread=0.1)[0] == rp.HOLDS     # 0.4, upper bound 0.44
+    assert verdicts(persist=0.2, null=0.5, spread=0.3)[0] == rp.INCONCLUSIVE  # 0.4, upper bound 0.52: the interval decides
+
     assert verdicts(generic_p=(0.01, 0.5, 0.5, 0.5))[1] == rp.FAILS
     assert verdicts(generic_p=(0.01, 0.01, 0.5, 0.5))[1] == rp.INCONCLUSIVE
     assert verdicts(universal=False)[2] == rp.FAILS
@@ -67,3 +74,5 @@ def test_report_of_the_smoke_run(smoke_run):
     for fig in ("fig2_feature_flow", "fig3_variable_assignment", "fig4_exception_feature", "fig5_slerp_sweep", "fig6_autointerp"):
         assert f"../figures/{fig}.png" in text and (smoke_run / "figures" / f"{fig}.png").exists()
     assert (smoke_run / "tables" / "claims.tex").read_text().startswith("\\begin{table}")
+    assert "../figures/fig1_design.png" in text
+    for ext in ("png", "pdf"): assert (smoke_run / "figures" / f"fig1_design.{ext}").stat().st_size > 0   # Figure 1, drawn from the lineage

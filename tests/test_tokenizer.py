@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from universal_features.lineage import LM_MIXTURES, SAE_MIXTURES

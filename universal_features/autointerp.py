@@ -19,6 +19,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
 import textwrap
 
 from .activations import ActivationStore
@@ -26,14 +27,19 @@ from .run import Stage
 from .tokenizer import token_strings
 
 # %% auto #0
-__all__ = ['STAGE', 'EXPLAIN_SYSTEM', 'EXPLAIN_FEWSHOT', 'SIMULATE_SYSTEM', 'SIMULATE_FEWSHOT', 'quantise', 'unquantise',
-           'select_examples', 'quote', 'explain_messages', 'simulate_messages', 'digit_from_response',
+__all__ = ['STAGE', 'EXPLAIN_SYSTEM', 'EXPLAIN_FEWSHOT', 'SIMULATE_SYSTEM', 'SIMULATE_FEWSHOT', 'headline', 'quantise',
+           'unquantise', 'select_examples', 'quote', 'explain_messages', 'simulate_messages', 'digit_from_response',
            'AutointerpError', 'ChatClient', 'OpenAIBackend', 'OfflineProxyBackend', 'make_backend', 'FeatureScore',
            'pearson', 'score_feature', 'split_blocks', 'plot_scores']
 
 # %% ../nbs/08_autointerp.ipynb #d8d3a65a
+def headline(results: dict) -> str:
+    "The stage's one line: the backend and each group's mean explanation score."
+    return f"{results['backend']}: " + ", ".join(f"{g} mean r {v['mean']:.2f} (n = {v['n']})" for g, v in results["groups"].items()
+                                                 if v["mean"] is not None)
+
 STAGE = Stage("autointerp", reads=("autointerp", "matching.threshold"), needs=("case_studies",),
-              env=("OPENAI_API_KEY", "OPENAI_BASE_URL", "UF_AUTOINTERP_MODEL"))
+              env=("OPENAI_API_KEY", "OPENAI_BASE_URL", "UF_AUTOINTERP_MODEL"), summary=headline)
 
 # %% ../nbs/08_autointerp.ipynb #9eca4012
 def quantise(acts: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -290,17 +296,17 @@ def split_blocks(n_blocks: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 # %% ../nbs/08_autointerp.ipynb #8a0c0044
 def plot_scores(groups: dict[str, list[float]], backend_label: str, title: str):
-    "Figure 6: one histogram of scores per group, with its mean."
+    "Figure 6: one histogram of scores per group, with its mean marked."
     fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 3.9), sharex=True, squeeze=False)
     bins = np.linspace(-0.2, 1.0, 25)
-    for ax, (name, vals) in zip(axes[0], groups.items()):
-        v = np.array([x for x in vals if np.isfinite(x)])
-        ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, color="#2c7fb8", edgecolor="white")
-        if len(v): ax.axvline(v.mean(), color="k", ls="--", lw=1, label=f"mean {v.mean():.2f}")
+    for k, (ax, (name, vals)) in enumerate(zip(axes[0], groups.items())):
+        v = np.array([x for x in vals if np.isfinite(x)], dtype=float)
+        sns.histplot(x=np.clip(v, bins[0], bins[-1]), bins=bins, color="#2c7fb8", edgecolor="white", alpha=0.9, ax=ax)
+        if len(v):
+            ax.axvline(v.mean(), color="k", ls="--", lw=1, label=f"mean {v.mean():.2f}"); ax.legend(fontsize=8)
         ax.set_title(f"{name} (n = {len(v)}" + (f", {len(vals) - len(v)} undefined" if len(vals) > len(v) else "") + ")", fontsize=9)
-        ax.set_xlabel("Pearson r, simulated vs true activations"); ax.legend(fontsize=8)
+        ax.set_xlabel("Pearson r, simulated vs true activations"); ax.set_ylabel("features" if k == 0 else "")
         ax.yaxis.get_major_locator().set_params(integer=True)
-    axes[0][0].set_ylabel("features")
     fig.suptitle(title, fontsize=10)
     fig.text(0.01, 0.01, "\n".join(textwrap.wrap(f"Backend: {backend_label}.", 150)), fontsize=8, va="bottom",
              color="firebrick" if "PROXY" in backend_label else "black")

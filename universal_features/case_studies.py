@@ -28,14 +28,20 @@ from .run import Run, Stage
 from .tokenizer import token_strings
 
 # %% auto #0
-__all__ = ['STAGE', 'TASKS', 'LABELS', 'selectivity', 'top_candidates', 'task_scores', 'characteristic_tokens', 'is_generic',
-           'generic_share_test', 'generic_features', 'best_partner', 'assignment_chain', 'chain_table',
+__all__ = ['STAGE', 'TASKS', 'LABELS', 'headline', 'selectivity', 'top_candidates', 'task_scores', 'characteristic_tokens',
+           'is_generic', 'generic_share_test', 'generic_features', 'best_partner', 'assignment_chain', 'chain_table',
            'closest_partner_study', 'Snippet', 'pick_snippets', 'snippet_activations', 'plot_assignment_figure',
            'plot_exception_figure', 'load_matching', 'lexed_validation_code', 'label_counts', 'candidate_table',
            'case_study_results']
 
 # %% ../nbs/07_case_studies.ipynb #d9bd8c7e
-STAGE = Stage("case_studies", reads=("case_studies", "matching"), needs=("matching",))
+def headline(results: dict) -> str:
+    "The stage's one line: the two case studies' verdicts with their weakest r."
+    a, e = results["assignment"], results["exception"]
+    return (f"assignment feature in all four models: {a['universal']} (weakest link r = {min(a['links'].values()):.2f}); "
+            f"exception feature persists into Lua: {e['persists']} (r = {e['r']:.2f})")
+
+STAGE = Stage("case_studies", reads=("case_studies", "matching"), needs=("matching",), summary=headline)
 
 # %% ../nbs/07_case_studies.ipynb #fa7289f6
 def selectivity(acts: sp.csc_matrix, target: np.ndarray, contrast: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -20,8 +20,8 @@ from .files import atomic_write_text
 # %% auto #0
 __all__ = ['LOCATION_KEYS', 'DomainConfig', 'FilterConfig', 'DataConfig', 'TokenizerConfig', 'ModelConfig', 'TrainConfig',
            'MergeConfig', 'SAEConfig', 'MatchingConfig', 'CaseStudyConfig', 'AutointerpConfig', 'ReportConfig',
-           'Config', 'ConfigError', 'valid_keys', 'unknown_key_message', 'apply_overrides', 'validate', 'to_dict',
-           'from_dict', 'save_config', 'load_config', 'config_hash']
+           'RobustnessConfig', 'Config', 'ConfigError', 'valid_keys', 'unknown_key_message', 'apply_overrides',
+           'validate', 'to_dict', 'from_dict', 'save_config', 'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #3f1106a0
 @dataclass
@@ -145,7 +145,7 @@ class SAEConfig:
     dead_window_tokens: int = 200_000  # a latent that has not fired for this many activations is dead
     eval_blocks: int = 2000          # held-out SAE contexts for the metrics
     seed: int = 1
-    null_seed_offset: int = 1000     # second SAE on base and Lua: the null control
+    null_seeds: int = 1              # SAEs with other seeds on each null-control model (base, Lua): the seed null
 
 # %% ../nbs/00_config.ipynb #c0a1e022
 @dataclass
@@ -197,6 +197,20 @@ class ReportConfig:
     figure_formats: tuple[str, ...] = ("png", "pdf")
     dpi: int = 150
 
+# %% ../nbs/00_config.ipynb #r0b0c002
+@dataclass
+class RobustnessConfig:
+    "The calibrated-persistence study: normalised persistence (always) and, with `study`, what drives it."
+    bound: float = 0.5               # 'few features persist' holds if every transition's normalised upper bound is below this
+    n_resamples: int = 2000          # ratio draws that combine the block bootstrap with the choice of seed pair
+    seed: int = 0
+    study: bool = False              # fine-tune trajectories, paper lr, SLERP t and SAE choices (the cpu-study profile)
+    checkpoint_fractions: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0)   # of the Lua fine-tune's steps
+    paper_lr: float = 2e-5           # the paper's fine-tuning lr, used as is over our fine-tune's steps and schedule
+    paper_lr_fractions: tuple[float, ...] = (0.5, 1.0)
+    merge_ts: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)              # SLERP t (0 = TinyStories); t* is added
+    sae_variants: tuple[str, ...] = ("topk", "width:4", "tokens:0.5")
+
 # %% ../nbs/00_config.ipynb #c0a1e032
 @dataclass
 class Config:
@@ -213,6 +227,7 @@ class Config:
     case_studies: CaseStudyConfig = field(default_factory=CaseStudyConfig)
     autointerp: AutointerpConfig = field(default_factory=AutointerpConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
 # %% ../nbs/00_config.ipynb #4651dbe4
 class ConfigError(ValueError):
@@ -301,6 +316,11 @@ def _split_override(text: str) -> tuple[str, str]:
 # %% ../nbs/00_config.ipynb #c0a1e111
 _pos = lambda v: v > 0
 _frac = lambda v: 0 < v < 1
+
+def _is_pos_number(text: str) -> bool:
+    try: return float(text) > 0
+    except ValueError: return False
+
 _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     *[(f"model.{k}", _pos, "must be > 0") for k in ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_mlp", "context_length",
                                                      "max_position_embeddings")],
@@ -321,7 +341,8 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("sae.dead_remedy", lambda v: v in ("resample", "auxk", "none"), "must be resample, auxk or none"),
     *[(f"sae.{k}", _pos, "must be > 0") for k in ("expansion_factor", "k", "block_size", "lr", "batch_size_tokens", "buffer_contexts",
                                                    "eval_blocks", "dead_window_tokens", "log_points")],
-    *[(f"sae.{k}", lambda v: v >= 0, "must be ≥ 0") for k in ("l1_coefficient", "n_train_tokens", "l1_warmup_steps", "lr_warmup_steps")],
+    *[(f"sae.{k}", lambda v: v >= 0, "must be ≥ 0") for k in ("l1_coefficient", "n_train_tokens", "l1_warmup_steps", "lr_warmup_steps",
+                                                               "null_seeds")],
     ("sae.lr_decay_fraction", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("sae.resample_fractions", lambda v: all(0 < f < 1 for f in v), "must be fractions of training in (0, 1)"),
     ("matching.threshold", lambda v: 0 < v <= 1, "must be in (0, 1]"),
@@ -333,6 +354,13 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("autointerp.backend", lambda v: v in ("auto", "openai", "offline"), "must be auto, openai or offline"),
     *[(f"autointerp.{k}", lambda v: v >= 0, "must be ≥ 0") for k in ("n_features", "n_persisting", "holdout_top", "holdout_random")],
     ("report.dpi", _pos, "must be > 0"),
+    ("robustness.bound", lambda v: 0 < v, "must be > 0"),
+    ("robustness.n_resamples", _pos, "must be > 0"),
+    ("robustness.paper_lr", _pos, "must be > 0"),
+    *[(f"robustness.{k}", lambda v: len(v) > 0 and all(0 <= f <= 1 for f in v), "must be fractions in [0, 1]")
+      for k in ("checkpoint_fractions", "paper_lr_fractions", "merge_ts")],
+    ("robustness.sae_variants", lambda v: all(x == "topk" or (x.partition(":")[0] in ("width", "tokens") and _is_pos_number(x.partition(":")[2]))
+                                              for x in v), "must be topk, width:N or tokens:F"),
     ("report.figure_formats", lambda v: len(v) > 0 and set(v) <= {"png", "pdf", "svg"}, "must be some of png, pdf, svg"),
 ]
 

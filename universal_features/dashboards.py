@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
 import torch
 from matplotlib.patches import Rectangle
 
@@ -251,10 +252,10 @@ def plot_feature_grid(panels: list[list[tuple[list[str], list[float], float]]], 
 
 # %% ../nbs/07c_dashboards.ipynb #7c0c0029
 def plot_correlation_matrix(ax, names: list[str], r: np.ndarray, tau: float) -> None:
-    "Annotated pairwise r between the features shown; cells at or above τ are outlined."
-    ax.imshow(r, vmin=-1, vmax=1, cmap="RdBu_r")
-    ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8); ax.set_yticks(range(len(names)), names, fontsize=8)
+    "Annotated pairwise r between the features shown (a heatmap centred at r = 0); off-diagonal cells at or above τ are outlined."
+    sns.heatmap(r, ax=ax, vmin=-1, vmax=1, center=0, cmap="RdBu_r", annot=True, fmt=".2f", annot_kws={"fontsize": 8},
+                square=True, cbar=False, linewidths=0.5, linecolor="white", xticklabels=names, yticklabels=names)
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8); ax.set_yticklabels(names, rotation=0, fontsize=8)
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, f"{r[i, j]:.2f}", ha="center", va="center", fontsize=8)
-            if i != j and r[i, j] >= tau: ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, lw=2, ec="k"))
+            if i != j and r[i, j] >= tau: ax.add_patch(Rectangle((j, i), 1, 1, fill=False, lw=2, ec="k"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import random
 import unicodedata
 from collections import Counter, defaultdict
@@ -20,18 +21,66 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from .config import Config, DomainConfig, FilterConfig
-from .files import atomic_path, atomic_write_text
+from .files import atomic_path, atomic_write_text, sha256_file
 from .lineage import CODE_DOMAINS, DOMAINS
 from .run import Run, Stage
-from .sources import DataError, Doc, SourceInfo, read_hub, read_source, use_hub
+from .hub import read_datadir_or_hub, read_hub, use_hub
+from .sources import (DataError, Doc, SourceInfo, cache_dir, data_dir, parse_source, read_deb_lua, read_fortunes,
+                                         read_stdlib, read_wheel, read_wordnet)
 
 # %% auto #0
-__all__ = ['STAGE', 'CORPUS_COLUMNS', 'stack_filter', 'code_key', 'prose_key', 'normalize_prose', 'NearDupIndex', 'clean_code',
-           'clean_prose', 'split_paragraphs', 'split_by_group', 'cap_docs', 'DomainCorpus', 'build_domain',
-           'write_corpus', 'read_corpus', 'manifest_rows', 'manifest_markdown', 'build_corpora']
+__all__ = ['STAGE', 'CORPUS_COLUMNS', 'data_inputs', 'file_sha256', 'inputs_fingerprint', 'read_source', 'stack_filter',
+           'code_key', 'prose_key', 'normalize_prose', 'NearDupIndex', 'clean_code', 'clean_prose', 'split_paragraphs',
+           'split_by_group', 'cap_docs', 'DomainCorpus', 'build_domain', 'write_corpus', 'read_corpus', 'manifest_rows',
+           'manifest_markdown', 'build_corpora']
 
 # %% ../nbs/01_data.ipynb #6bdcf3e7
-STAGE = Stage("data", reads=("data",))
+def data_inputs(cfg: Config) -> str | None:
+    "Fingerprint of what the stage reads outside the run directory (see below); None when the data directory is absent."
+    return inputs_fingerprint(cfg)
+
+STAGE = Stage("data", reads=("data",), inputs=data_inputs, summary=lambda r: ", ".join(
+    f"{d} {v['train_documents']:,} / {v['validation_documents']:,} docs ({v['role']})" for d, v in r.items()))
+
+# %% ../nbs/01_data.ipynb #d0a1e102
+def file_sha256(path: Path, cache: Path) -> str:
+    "sha256 of a file's content, remembered in `cache` (a JSON file) under its path, size and modification time."
+    st = path.stat()
+    memo = json.loads(cache.read_text()) if cache.is_file() else {}
+    sig = [st.st_size, st.st_mtime_ns]
+    hit = memo.get(str(path))
+    if hit and hit[:2] == sig: return hit[2]
+    digest = sha256_file(path)
+    memo[str(path)] = sig + [digest]
+    atomic_write_text(cache, json.dumps(memo, sort_keys=True))
+    return digest
+
+# %% ../nbs/01_data.ipynb #d0a1e104
+def inputs_fingerprint(cfg: Config) -> str | None:
+    "Content of every data-directory file the profile reads and the interpreter version (for `stdlib`), as one hash."
+    specs = [s for d in DOMAINS for s in getattr(cfg.data, d).sources]
+    parts = [f"python {platform.python_version()}"] if "stdlib" in specs else []
+    rels = sorted({s.split(":", 1)[1] for s in specs if s.startswith("datadir:")})
+    if rels:
+        try: ddir = data_dir(cfg)
+        except DataError: return None
+        memo = cache_dir(cfg) / "fingerprints.json"
+        for rel in rels:
+            p = ddir / rel
+            parts.append(f"{rel} {file_sha256(p, memo) if p.is_file() else 'absent'}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+# %% ../nbs/01_data.ipynb #s0a1e053
+def read_source(spec: str, cfg: Config) -> tuple[list[Doc], SourceInfo]:
+    "Dispatch a source spec to its reader."
+    s = parse_source(spec)
+    if s.kind == "stdlib": return read_stdlib()
+    if s.kind == "pypi": return read_wheel(s.name, s.version, cache_dir(cfg))
+    if s.kind == "deb": return read_deb_lua(s.name, s.version, cache_dir(cfg))
+    if s.kind == "fortunes": return read_fortunes(s.name, s.version, cache_dir(cfg))
+    if s.kind == "wordnet": return read_wordnet(s.name, s.version, cache_dir(cfg))
+    if s.kind == "datadir": return read_datadir_or_hub(s.name, cfg)
+    raise DataError(f"{spec!r}: hf: sources are loaded through data.hub, not listed as offline sources")
 
 # %% ../nbs/01_data.ipynb #5bffa27d
 def stack_filter(text: str, fc: FilterConfig) -> str | None:

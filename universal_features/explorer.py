@@ -18,10 +18,15 @@ from .lineage import display_name
 from .run import Stage
 
 # %% auto #0
-__all__ = ['STAGE', 'CATEGORIES', 'FeatureRow', 'transition_rows', 'Explorer']
+__all__ = ['STAGE', 'CATEGORIES', 'headline', 'FeatureRow', 'transition_rows', 'Explorer']
 
 # %% ../nbs/09_explorer.ipynb #1ebc8879
-STAGE = Stage("explorer", reads=("case_studies",), needs=("case_studies",))
+def headline(results: dict) -> str:
+    "The stage's one line: how many features the explorer lists per category over all transitions."
+    tot = {c: sum(v[c] for v in results["counts"].values()) for c in CATEGORIES}
+    return f"{results['page']}: " + ", ".join(f"{n:,} {c}" for c, n in tot.items())
+
+STAGE = Stage("explorer", reads=("case_studies",), needs=("case_studies",), summary=headline)
 CATEGORIES = ("persist", "disappear", "emerge")
 
 # %% ../nbs/09_explorer.ipynb #a97dadfb

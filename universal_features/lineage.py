@@ -82,8 +82,9 @@ def sae_runs(null_seeds: int = 1) -> list[tuple[str, str, int]]:
     return own + [(sae_name(m, s + 2), m, 100 * (s + 1) + i) for s in range(null_seeds) for i, m in enumerate(NULL_CONTROL_MODELS)]
 
 def null_pairs(null_seeds: int = 1) -> list[tuple[str, str]]:
-    "(own SAE, another seed's SAE) of the same model."
-    return [(m, sae_name(m, s + 2)) for s in range(null_seeds) for m in NULL_CONTROL_MODELS]
+    "Every pair of SAEs of one null-control model that differ only in seed: (own, seed 2), …, then (seed 2, seed 3), …"
+    seeds = range(1, null_seeds + 2)
+    return [(sae_name(m, a), sae_name(m, b)) for a in seeds for b in seeds if a < b for m in NULL_CONTROL_MODELS]
 
 NULL_PAIRS = null_pairs()
 

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import seaborn as sns
 import torch
 import torch.nn.functional as F
 from matplotlib.patches import PathPatch, Rectangle
@@ -30,14 +31,20 @@ from .model import LanguageModel
 from .run import Stage, check_memory
 
 # %% auto #0
-__all__ = ['STAGE', 'CorrelationAccumulator', 'pearson_matrix', 'Matches', 'ScoreSummary', 'summarise_scores', 'hungarian_match',
-           'candidate_assignment', 'decoder_cosine', 'transition_counts', 'evaluation_blocks', 'accumulate',
-           'pair_groups', 'method_summaries', 'method_rows', 'match_pairs', 'partners_of', 'candidate_stats',
-           'bootstrap_best', 'persistence_interval', 'bootstrap_intervals', 'transitions_table', 'threshold_sweep',
-           'feature_chains', 'match_rows', 'plot_flow', 'plot_threshold_sweep']
+__all__ = ['STAGE', 'headline', 'CorrelationAccumulator', 'pearson_matrix', 'Matches', 'ScoreSummary', 'summarise_scores',
+           'hungarian_match', 'candidate_assignment', 'decoder_cosine', 'transition_counts', 'evaluation_blocks',
+           'accumulate', 'pair_groups', 'method_summaries', 'method_rows', 'match_pairs', 'partners_of',
+           'save_matching', 'save_stores', 'candidate_stats', 'bootstrap_best', 'bootstrap_shares', 'interval',
+           'bootstrap_all', 'transitions_table', 'threshold_sweep', 'feature_chains', 'match_rows', 'plot_flow',
+           'plot_threshold_sweep']
 
 # %% ../nbs/06_matching.ipynb #15019939
-STAGE = Stage("matching", reads=("matching",), needs=("sae",))
+def headline(results: dict) -> str:
+    "The stage's one line: the persisting share of every transition and of the seed-control null (max correlation)."
+    rows = [t for t in results["transitions"] if t["method"] == "max_corr"]
+    return "persist " + ", ".join(f"{t['parent']}→{t['child']} {t['persist_share_alive']:.1%}" for t in rows)
+
+STAGE = Stage("matching", reads=("matching",), needs=("sae",), summary=headline)
 
 # %% ../nbs/06_matching.ipynb #8bba2a0c
 class CorrelationAccumulator:
@@ -279,6 +286,19 @@ def partners_of(pair: tuple[str, str], summary: ScoreSummary, alive: dict[str, n
     return Partners(*pair, m.parent_best, m.parent_score, m.child_best, m.child_score, summary.parent_top,
                     summary.parent_top_score, summary.child_top, summary.child_top_score, alive[pair[0]], alive[pair[1]])
 
+# %% ../nbs/06_matching.ipynb #m6a0c068
+def save_matching(folder, res: dict) -> None:
+    "Every pair's max-correlation `Partners`, and `method_scores.npz`: each method's best parent score ('p->c:method') and alive masks ('alive:n')."
+    for pc in res["matches"]: partners_of(pc, res["summaries"][pc], res["alive"]).save(folder)
+    scores = {f"{p}->{c}:{m}": v.parent_score for (p, c), ms in res["matches"].items() for m, v in ms.items()}
+    np.savez_compressed(folder / "method_scores.npz", **scores, **{f"alive:{n}": a for n, a in res["alive"].items()})
+
+# %% ../nbs/06_matching.ipynb #m6a0c066
+def save_stores(folder, stores: dict[str, ActivationStore], block_domain: np.ndarray) -> None:
+    "Every model's sparse activations as `<model>.npz`, and each evaluation block's domain, for the stages after this one."
+    for n, store in stores.items(): store.save(folder / f"{n}.npz")
+    np.save(folder / "block_domain.npy", block_domain)
+
 # %% ../nbs/06_matching.ipynb #fd2eec0c
 @torch.no_grad()
 def candidate_stats(pair: tuple[str, str], cand: torch.Tensor, units: dict, blocks: np.ndarray, hook: str,
@@ -320,31 +340,34 @@ def bootstrap_best(st: dict[str, torch.Tensor], n_boot: int, seed: int) -> torch
     return torch.stack(out)
 
 # %% ../nbs/06_matching.ipynb #m6a0c029
-def persistence_interval(best: np.ndarray, alive: np.ndarray, tau: float, direction: str = "persist") -> tuple[float, float]:
-    "95 % interval of the share of alive features that persist (best r ≥ τ) or emerge (< τ), over bootstrap rows."
+def bootstrap_shares(best: np.ndarray, alive: np.ndarray, tau: float, direction: str = "persist") -> np.ndarray:
+    "Share of alive features that persist (best r ≥ τ) or emerge (< τ) on every bootstrap resample (rows of `best`)."
     hit = best >= tau if direction == "persist" else best < tau
-    shares = (hit & alive).sum(1) / max(alive.sum(), 1)
-    return float(np.percentile(shares, 2.5)), float(np.percentile(shares, 97.5))
+    return (hit & alive).sum(1) / max(alive.sum(), 1)
+
+def interval(samples: np.ndarray) -> tuple[float, float]:
+    "The central 95 % of bootstrap samples."
+    return float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
 
 # %% ../nbs/06_matching.ipynb #m6a0c044
-def bootstrap_intervals(summaries: dict[tuple[str, str], ScoreSummary], units: dict, blocks: np.ndarray, hook: str, alive: dict,
-                        tau: float, n_boot: int, seed: int, chunk_blocks: int, device="cpu") -> dict[tuple[str, str, str], tuple[float, float]]:
-    "95 % block-bootstrap intervals of every pair's persist share (parent side) and emerge share (child side)."
-    ci = {}
+def bootstrap_all(summaries: dict[tuple[str, str], ScoreSummary], units: dict, blocks: np.ndarray, hook: str, alive: dict,
+                  tau: float, n_boot: int, seed: int, chunk_blocks: int, device="cpu") -> dict[str, np.ndarray]:
+    "Block-bootstrap samples [n_boot] of every pair's persist share (parent side) and emerge share (child side), keyed 'p->c:persist'."
+    out = {}
     for (p, c), sm in summaries.items():
         for direction, (a, b, top) in {"persist": (p, c, sm.parent_top), "emerge": (c, p, sm.child_top)}.items():
             cand = torch.as_tensor(top[:, :3], device=device)                    # [features, 3] best candidates
             st = candidate_stats((a, b), cand, units, blocks, hook, min(50, len(blocks)), chunk_blocks, device)
-            ci[(p, c, direction)] = persistence_interval(bootstrap_best(st, n_boot, seed).cpu().numpy(), alive[a], tau, direction)
-    return ci
+            out[f"{p}->{c}:{direction}"] = bootstrap_shares(bootstrap_best(st, n_boot, seed).cpu().numpy(), alive[a], tau, direction)
+    return out
 
 # %% ../nbs/06_matching.ipynb #m6a0c032
-def transitions_table(rows: list[dict], ci: dict, null_pairs: list[tuple[str, str]], note: str = "") -> Table:
+def transitions_table(rows: list[dict], ci: dict[str, tuple[float, float]], null_pairs: list[tuple[str, str]], note: str = "") -> Table:
     "One row per transition and null pair (max_corr): counts, shares with their 95 % intervals."
     table = []
     for r in (r for r in rows if r["method"] == "max_corr"):
         p, c = r["parent"], r["child"]
-        lo, hi = ci[(p, c, "persist")]; elo, ehi = ci[(p, c, "emerge")]
+        lo, hi = ci[f"{p}->{c}:persist"]; elo, ehi = ci[f"{p}->{c}:emerge"]
         table.append({"transition": f"{display_name(p)} → {display_name(c)}", "null control": (p, c) in null_pairs,
                       "persist": r["persist"], "disappear": r["disappear"], "emerge": r["emerge"],
                       "persist share (alive)": f"{r['persist_share_alive']:.1%} [{lo:.1%}, {hi:.1%}]",
@@ -430,13 +453,18 @@ def plot_flow(counts: dict[tuple[str, str], dict], title: str):
 
 # %% ../nbs/06_matching.ipynb #m6a0c042
 def plot_threshold_sweep(sweep: dict[str, list[tuple[float, float]]], title: str):
-    "Share of alive parent features that persist, against τ, for each transition and the seed-control null."
+    "Share of alive parent features that persist, against τ, for each transition (solid) and the seed-control null (dashed, black)."
+    df = pd.DataFrame([(name, name.startswith("null"), t, share) for name, pts in sweep.items() for t, share in pts],
+                      columns=["curve", "null", "tau", "share"])
+    trans, nulls = [n for n in sweep if not n.startswith("null")], [n for n in sweep if n.startswith("null")]
+    dash_cycle = [(5, 2), (1, 1.5), (3, 1, 1, 1)]
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    nulls = iter([(0, (5, 2)), (0, (1, 1.5)), (0, (3, 1, 1, 1))])
-    for name, pts in sweep.items():
-        null = name.startswith("null")
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], ls=next(nulls) if null else "-", marker=None if null else "o",
-                ms=3, lw=2 if null else 1.2, color="black" if null else None, alpha=0.75 if null else 1.0, label=name)
+    if trans:
+        sns.lineplot(df[~df.null], x="tau", y="share", hue="curve", hue_order=trans, palette=sns.color_palette("deep", len(trans)),
+                     marker="o", markersize=4, lw=1.2, estimator=None, errorbar=None, ax=ax)
+    if nulls:
+        sns.lineplot(df[df.null], x="tau", y="share", style="curve", style_order=nulls, color="black", lw=2, alpha=0.75,
+                     dashes={n: dash_cycle[i % len(dash_cycle)] for i, n in enumerate(nulls)}, estimator=None, errorbar=None, ax=ax)
     ax.set_xlabel("correlation threshold τ"); ax.set_ylabel("share of alive parent features that persist")
     ax.set_title(title, fontsize=9); ax.grid(alpha=0.3); ax.legend(fontsize=7)
     fig.tight_layout()

@@ -21,11 +21,17 @@ from .run import Stage
 from .train import evaluate
 
 # %% auto #0
-__all__ = ['STAGE', 'MERGE_METHODS', 'PAPER_SWEEP', 'slerp_tensor', 'slerp', 'lerp', 'merged_model', 'sweep', 'crossing_point',
-           'plot_sweep', 'rows_to_csv']
+__all__ = ['STAGE', 'MERGE_METHODS', 'PAPER_SWEEP', 'headline', 'slerp_tensor', 'slerp', 'lerp', 'merged_model', 'sweep',
+           'crossing_point', 'plot_sweep', 'rows_to_csv']
 
 # %% ../nbs/04_merge.ipynb #d9aaaf3c
-STAGE = Stage("merge", reads=("merge",), needs=("train",))
+def headline(results: dict) -> str:
+    "The stage's one line: where the SLERP accuracy curves cross, and the t of the LuaStories checkpoint."
+    t = results["t_star_accuracy"]
+    return ("accuracy curves cross at t* = " + (f"{t:.3f}" if t is not None else "– (they do not cross)")
+            + f"; LuaStories saved at t = {results['t_used']:.3f}")
+
+STAGE = Stage("merge", reads=("merge",), needs=("train",), summary=headline)
 
 # %% ../nbs/04_merge.ipynb #2b1aedad
 def slerp_tensor(t: float, a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8,

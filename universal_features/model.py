@@ -7,23 +7,28 @@ embeddings) with TransformerLens-style hook points, saved as safetensors that `t
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import hashlib
 import json
 import math
+import os
+import re
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import ModelConfig
-from .files import atomic_path, atomic_write_text
+from .files import atomic_path, atomic_write_text, sha256_file
 
 # %% auto #0
 __all__ = ['HookPoint', 'next_token_loss', 'StopForward', 'RMSNorm', 'rope_cos_sin', 'apply_rope', 'Attention', 'GatedMLP',
-           'Block', 'LanguageModel', 'hf_config', 'model_config_from_hf', 'save_model', 'CheckpointError', 'load_model']
+           'Block', 'LanguageModel', 'hf_config', 'model_config_from_hf', 'save_model', 'CheckpointError',
+           'weight_files', 'checkpoint_dtypes', 'load_model', 'config_mismatches', 'HubError', 'hub_snapshot']
 
 # %% ../nbs/02_model.ipynb #75bf46b3
 class HookPoint(nn.Module):
@@ -275,16 +280,34 @@ def save_model(model: LanguageModel, folder: str | Path, tokenizer_sha256: str =
 class CheckpointError(ValueError):
     "A checkpoint that does not fit: wrong shape, other tokenizer, damaged file."
 
+# %% ../nbs/02_model.ipynb #f17a0021
+def weight_files(folder: str | Path) -> list[Path]:
+    "The safetensors files of a checkpoint folder: model.safetensors, else the shards its index lists (none: [])."
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file(): return [folder / "model.safetensors"]
+    index = folder / "model.safetensors.index.json"
+    if not index.is_file(): return []
+    return [folder / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+
+# %% ../nbs/02_model.ipynb #f17a0023
+def checkpoint_dtypes(folder: str | Path) -> list[str]:
+    "The dtypes its tensors are stored in (safetensors names: F32, F16, BF16), read from the headers only."
+    out = set()
+    for f in weight_files(folder):
+        with safe_open(str(f), "pt") as st: out |= {st.get_slice(k).get_dtype() for k in st.keys()}
+    return sorted(out)
+
 # %% ../nbs/02_model.ipynb #b2a0c032
 def load_model(folder: str | Path, expect_vocab: int | None = None, expect_tokenizer_sha256: str = "",
                expect_config: ModelConfig | None = None, device="cpu") -> LanguageModel:
     "A `LanguageModel` from a checkpoint folder (ours or a one-layer HF Mistral), checked against expectations."
     folder = Path(folder)
     if not (folder / "config.json").is_file(): raise CheckpointError(f"{folder} has no config.json")
-    st = folder / "model.safetensors"
-    if not st.is_file():
+    files = weight_files(folder)
+    if not files:
         raise CheckpointError(f"{folder} has no model.safetensors (pickled .bin weights are not loaded: convert them "
                               "with transformers' save_pretrained(safe_serialization=True))")
+    st = files[0] if len(files) == 1 else folder / "model.safetensors.index.json"
     hf = json.loads((folder / "config.json").read_text())
     cfg, vocab = model_config_from_hf(hf)
     tok_sha = hf.get("universal_features", {}).get("tokenizer_sha256", "")
@@ -296,9 +319,11 @@ def load_model(folder: str | Path, expect_vocab: int | None = None, expect_token
         ours = {k: getattr(cfg, k) for k in ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_mlp")}
         want = {k: getattr(expect_config, k) for k in ours}
         if ours != want: raise CheckpointError(f"{folder}: checkpoint shape {ours} does not match the config's {want}")
-    try: sd = load_file(str(st))
-    except (SafetensorError, OSError, Exception) as e:
-        raise CheckpointError(f"{st} is damaged or not a safetensors file ({e}); re-create it") from None
+    sd = {}
+    for f in files:
+        try: sd.update(load_file(str(f)))
+        except (SafetensorError, OSError, Exception) as e:
+            raise CheckpointError(f"{f} is damaged or not a safetensors file ({e}); re-create it") from None
     model = LanguageModel(cfg, vocab)
     names = _hf_names(cfg.n_layers)
     if cfg.tie_embeddings and "lm_head.weight" not in sd: sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
@@ -313,3 +338,77 @@ def load_model(folder: str | Path, expect_vocab: int | None = None, expect_token
     if extra: raise CheckpointError(f"{st} has parameters this model does not: {sorted(extra)[:5]} (more layers?)")
     model.load_state_dict(ours_sd)
     return model.to(device)
+
+# %% ../nbs/02_model.ipynb #f17a0028
+def config_mismatches(hf: dict, cfg: ModelConfig, vocab_size: int | None = None) -> list[str]:
+    "Each field of a checkpoint's config.json that differs from the model section (and the tokenizer's vocabulary)."
+    got, _ = model_config_from_hf(hf)
+    pairs = [("num_hidden_layers", "n_layers"), ("hidden_size", "d_model"), ("num_attention_heads", "n_heads"),
+             ("num_key_value_heads", "n_kv_heads"), ("intermediate_size", "d_mlp"), ("rope_theta", "rope_theta"),
+             ("rms_norm_eps", "rms_norm_eps"), ("tie_word_embeddings", "tie_embeddings")]
+    out = [f"{hk} {getattr(got, ours)!r} ≠ model.{ours}={getattr(cfg, ours)!r}" for hk, ours in pairs
+           if getattr(got, ours) != getattr(cfg, ours)]
+    if hf.get("hidden_act", "silu") != "silu": out.append(f"hidden_act {hf['hidden_act']!r} ≠ silu (the gated SiLU MLP)")
+    if vocab_size is not None and hf["vocab_size"] != vocab_size:
+        out.append(f"vocab_size {hf['vocab_size']} ≠ the tokenizer's {vocab_size} (tokenizer.vocab_size)")
+    return out
+
+# %% ../nbs/02_model.ipynb #f17a0032
+class HubError(RuntimeError):
+    "A model or tokenizer that cannot be had from the HF Hub or its local copy (UF_HUB_MIRROR)."
+
+# %% ../nbs/02_model.ipynb #f17a0034
+def _mirror_version(root: Path, files: list[Path]) -> tuple[str, str]:
+    "(commit the local copy was downloaded at, or '', and a sha256 over its files)."
+    h, commits = hashlib.sha256(), set()
+    for f in files:
+        rel = f.relative_to(root).as_posix()
+        h.update(rel.encode() + b"\0" + bytes.fromhex(sha256_file(f)))
+        meta = root / ".cache/huggingface/download" / f"{rel}.metadata"  # left by `hf download --local-dir`
+        commits.add(meta.read_text().split("\n", 1)[0].strip() if meta.is_file() else "")
+    return (commits.pop() if len(commits) == 1 and "" not in commits else ""), h.hexdigest()
+
+# %% ../nbs/02_model.ipynb #f17a0036
+_SHA = re.compile(r"[0-9a-f]{7,40}")
+
+def hub_snapshot(repo_id: str, revision: str = "main", cache: str | Path | None = None,
+                 patterns: tuple[str, ...] = ("*.json", "*.safetensors")) -> tuple[Path, str]:
+    "A local folder with `repo_id`'s files at `revision`, and the commit: from $UF_HUB_MIRROR/<owner>/<name> when set, else the HF Hub (cached)."
+    revision = revision or "main"
+    mirror = os.environ.get("UF_HUB_MIRROR", "")
+    if mirror:
+        root = Path(mirror).expanduser().resolve() / repo_id
+        fetch = f"hf download {repo_id} --revision {revision} --local-dir {root}"
+        files = sorted(f for f in root.rglob("*") if f.is_file() and ".cache" not in f.relative_to(root).parts
+                       and any(fnmatch.fnmatch(f.name, p) for p in patterns)) if root.is_dir() else []
+        if not files:
+            raise HubError(f"{repo_id}: the local copy of the HF Hub UF_HUB_MIRROR={mirror} has no {root} with its files; "
+                           f"copy it there ({fetch}) or unset UF_HUB_MIRROR to download it from the Hub")
+        commit, digest = _mirror_version(root, files)
+        if revision != "main" and not (commit and _SHA.fullmatch(revision) and commit.startswith(revision)):
+            raise HubError(f"{repo_id}: revision {revision!r} is not the one its local copy {root} holds "
+                           f"({commit or 'no commit recorded'}); download that revision there ({fetch}) or pin the copy's commit")
+        return root, commit or f"mirror-sha256:{digest}"
+    from huggingface_hub import snapshot_download  # imported only when the Hub is used
+    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+    page = f"https://huggingface.co/{repo_id}"
+    try:
+        path = Path(snapshot_download(repo_id, revision=revision, cache_dir=str(cache) if cache else None, allow_patterns=list(patterns)))
+    except GatedRepoError:
+        raise HubError(f"{repo_id} is gated on the HF Hub: accept its conditions at {page} while logged in, then log in here "
+                       "(`hf auth login`, or set HF_TOKEN)") from None
+    except RepositoryNotFoundError:
+        raise HubError(f"{repo_id} is not on the HF Hub, or is private ({page}): check the id, or log in (`hf auth login`) "
+                       "with an account that may read it") from None
+    except RevisionNotFoundError:
+        raise HubError(f"{repo_id} has no revision {revision!r} on the HF Hub: pin a commit listed at {page}/commits/main, "
+                       "or use main") from None
+    except HfHubHTTPError as e:
+        raise HubError(f"the HF Hub refused {repo_id}@{revision} ({e}); try again later, or use a local copy (UF_HUB_MIRROR)") from None
+    except (LocalEntryNotFoundError, OSError) as e:  # no network (or HF_HUB_OFFLINE=1) and no copy in the cache
+        raise HubError(f"cannot download {repo_id}@{revision}: the HF Hub is unreachable and the cache {cache or 'of huggingface_hub'} "
+                       f"has no copy ({type(e).__name__}). Connect to the internet, or copy it where UF_HUB_MIRROR points "
+                       f"(hf download {repo_id} --local-dir $UF_HUB_MIRROR/{repo_id}), or run a profile that trains its own "
+                       "models (smoke, cpu, gpu)") from None
+    return path, path.name  # the cache keeps each download under snapshots/<commit>

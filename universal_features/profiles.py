@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 from .config import (AutointerpConfig, CaseStudyConfig, Config, ConfigError, DataConfig, DomainConfig,
-                                       MatchingConfig, MergeConfig, ModelConfig, ReportConfig, SAEConfig, TokenizerConfig,
-                                       TrainConfig, apply_overrides, validate)
+                                       MatchingConfig, MergeConfig, ModelConfig, ReportConfig, RobustnessConfig, SAEConfig,
+                                       TokenizerConfig, TrainConfig, apply_overrides, validate)
 
 # %% auto #0
-__all__ = ['PROFILES', 'DEFAULT_PROFILE', 'smoke_profile', 'cpu_profile', 'gpu_profile', 'paper_shape_profile', 'paper_profile',
-           'get_config']
+__all__ = ['PROFILES', 'DEFAULT_PROFILE', 'smoke_profile', 'cpu_profile', 'cpu_study_profile', 'gpu_profile',
+           'paper_shape_profile', 'paper_profile', 'get_config']
 
 # %% ../nbs/00_profiles.ipynb #ca4f83cb
 _LUA_SMALL = ["deb:lua-penlight=1.13.1-3", "deb:lua-ldoc=1.4.6-2", "deb:lua-check=1.1.0-1",
@@ -60,11 +60,13 @@ def smoke_profile() -> Config:
         finetune=TrainConfig(lr=1e-3, weight_decay=0.01, warmup_steps=5, max_steps=15, batch_size=8,
                              checkpoint_every=10, eval_every=10, log_every=5),
         sae=SAEConfig(expansion_factor=4, n_train_tokens=20_000, batch_size_tokens=256, buffer_contexts=64,
-                      l1_warmup_steps=10, lr_warmup_steps=5, eval_blocks=200),
+                      l1_warmup_steps=10, lr_warmup_steps=5, eval_blocks=200, null_seeds=2),
         matching=MatchingConfig(n_eval_blocks=40, n_bootstrap=20),
         case_studies=CaseStudyConfig(max_code_docs=40, max_code_tokens=6000, min_support=5, top_contexts=4,
                                      explorer_features=1),
         autointerp=AutointerpConfig(n_features=6, n_persisting=6, holdout_top=2, holdout_random=2),
+        robustness=RobustnessConfig(n_resamples=200, study=True, checkpoint_fractions=(0.0, 0.5, 1.0), paper_lr_fractions=(1.0,),
+                                    merge_ts=(0.5,), sae_variants=("topk", "width:2", "tokens:0.5")),
     )
 
 # %% ../nbs/00_profiles.ipynb #c0a1e043
@@ -73,7 +75,14 @@ def cpu_profile() -> Config:
     doms = _domains(dict(english=6.0, python=6.0, lua=5.0, tinystories=5.0),
                     dict(english=_BABYLM_FILES + _ENGLISH_REGISTRY, python=_PY_CPU, lua=_LUA_CPU,
                          tinystories=_TINYSTORIES))
-    return Config(profile="cpu", data=DataConfig(**doms), report=ReportConfig(publish=True))
+    return Config(profile="cpu", data=DataConfig(**doms), sae=SAEConfig(null_seeds=2), report=ReportConfig(publish=True))
+
+# %% ../nbs/00_profiles.ipynb #r0b0c011
+def cpu_study_profile() -> Config:
+    "The reference run and the whole robustness study (about 35 more minutes on 2 CPU cores)."
+    cfg = cpu_profile()
+    cfg.profile, cfg.robustness = "cpu-study", RobustnessConfig(study=True)
+    return cfg
 
 # %% ../nbs/00_profiles.ipynb #c0a1e045
 def gpu_profile() -> Config:
@@ -112,9 +121,10 @@ def paper_shape_profile() -> Config:
         tokenizer=TokenizerConfig(vocab_size=cfg.tokenizer.vocab_size, sample_mb_per_domain=0.5), model=cfg.model,
         train=TrainConfig(lr=1e-3, max_steps=6, **steps), finetune=TrainConfig(lr=5e-4, weight_decay=0.01, max_steps=3, **steps),
         merge=MergeConfig(sweep_step=0.25, lerp_step=0.5, sweep_eval_blocks=4),
+        # the gpu profile's SAE shape; no null-control seeds (they add pairs of the same shape, which smoke covers)
         sae=SAEConfig(expansion_factor=cfg.sae.expansion_factor, block_size=cfg.sae.block_size, batch_size_tokens=256,
                       n_train_tokens=4 * 256, buffer_contexts=32, l1_warmup_steps=2, lr_warmup_steps=1, eval_blocks=16,
-                      dead_window_tokens=256),
+                      dead_window_tokens=256, null_seeds=0),
         matching=MatchingConfig(n_eval_blocks=5, n_bootstrap=10, memory_gb=5.0),
         case_studies=CaseStudyConfig(max_code_docs=10, max_code_tokens=1500, min_support=5, top_contexts=2, explorer_features=1),
         autointerp=AutointerpConfig(n_features=3, n_persisting=3, holdout_top=1, holdout_random=1),
@@ -152,7 +162,7 @@ def paper_profile() -> Config:
     )
 
 # %% ../nbs/00_profiles.ipynb #c0a1e048
-PROFILES = {"smoke": smoke_profile, "cpu": cpu_profile, "gpu": gpu_profile, "paper-shape": paper_shape_profile, "paper": paper_profile}
+PROFILES = {"smoke": smoke_profile, "cpu": cpu_profile, "cpu-study": cpu_study_profile, "gpu": gpu_profile, "paper-shape": paper_shape_profile, "paper": paper_profile}
 DEFAULT_PROFILE = "cpu"
 
 # %% ../nbs/00_profiles.ipynb #12086b4b

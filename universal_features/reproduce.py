@@ -19,7 +19,9 @@ from pathlib import Path
 
 import papermill as pm
 from ipykernel.kernelspec import install
+from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from traitlets import CaselessStrEnum
 
 from .config import Config, ConfigError, config_hash
 from .profiles import DEFAULT_PROFILE, PROFILES
@@ -27,8 +29,8 @@ from .files import atomic_path, atomic_write_text
 from .run import REPO_ROOT, Run, Stage, open_run
 
 # %% auto #0
-__all__ = ['KERNEL_NAME', 'StageNotebook', 'discover_stages', 'stage_keys', 'stage_is_current', 'ensure_kernel', 'run_pipeline',
-           'main']
+__all__ = ['KERNEL_NAME', 'StageNotebook', 'discover_stages', 'stage_inputs', 'stage_keys', 'stage_is_current', 'ensure_kernel',
+           'LocalKernelManager', 'stage_summary', 'run_pipeline', 'main']
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c001
 KERNEL_NAME = "universal-features"
@@ -79,13 +81,25 @@ def _code_hash(sn: StageNotebook) -> str:
     if mod_file.exists(): h.update(mod_file.read_bytes())
     return h.hexdigest()
 
-def stage_keys(stages: list[StageNotebook], cfg: Config) -> dict[str, str]:
-    "Cache key per stage name."
+def stage_inputs(stages: list[StageNotebook], cfg: Config, root: Path | None = None) -> dict[str, str]:
+    "Fingerprints of what stages read from outside the run directory (where absent here, the one their finished stage recorded)."
+    out = {}
+    for sn in stages:
+        if sn.stage.inputs is None: continue
+        fp = sn.stage.inputs(cfg)
+        if fp is None and root is not None and _marker(root, sn.stage.name).exists():
+            fp = json.loads(_marker(root, sn.stage.name).read_text()).get("inputs")
+        out[sn.stage.name] = fp or "unavailable"
+    return out
+
+def stage_keys(stages: list[StageNotebook], cfg: Config, inputs: dict[str, str] | None = None) -> dict[str, str]:
+    "Cache key per stage name: the config keys it reads, its code, its inputs' fingerprint and the keys it depends on."
     keys: dict[str, str] = {}
     for sn in stages:
         h = hashlib.sha256()
         h.update(config_hash(cfg, list(sn.stage.reads)).encode())
         h.update(_code_hash(sn).encode())
+        if sn.stage.name in (inputs or {}): h.update(inputs[sn.stage.name].encode())
         for n in sn.stage.needs: h.update(keys[n].encode())
         for var in sn.stage.env: h.update(f"{var}={os.environ.get(var, '')}".encode())
         keys[sn.stage.name] = h.hexdigest()
@@ -116,6 +130,18 @@ def ensure_kernel() -> str:
                        "virtual environment you can write to (bash scripts/setup.sh makes .venv), or set JUPYTER_DATA_DIR "
                        "to a writable folder")
 
+# %% ../nbs/00d_reproduce.ipynb #r0a0c102
+class LocalKernelManager(AsyncKernelManager):
+    "A kernel manager whose kernels listen on IPC sockets in Jupyter's runtime folder, not on TCP ports."
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+# %% ../nbs/00d_reproduce.ipynb #r0a0c104
+def stage_summary(stage: Stage, results: dict) -> str:
+    "The stage's one-line headline from its results (its `summary`), or 'done' when it has none or it cannot be read."
+    if stage.summary is None: return "done"
+    try: return stage.summary(results)
+    except (KeyError, TypeError, ValueError, IndexError): return "done"
+
 # %% ../nbs/00d_reproduce.ipynb #r0a0c028
 def _publish(run: Run) -> list[Path]:
     "Copy the run's figures and tables to the top-level figures/ and paper/ (reference profile only)."
@@ -139,7 +165,8 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
     for opt, val in (("--only", only), ("--from", start)):
         if val is not None and val not in names:
             raise ConfigError(f"unknown stage {val!r} for {opt}; stages: {', '.join(names)}")
-    keys = stage_keys(stages, run.config)
+    inputs = stage_inputs(stages, run.config, run.root)
+    keys = stage_keys(stages, run.config, inputs)
     kernel = ensure_kernel()
     params = dict(profile=profile, run_dir=str(run.root), overrides=list(overrides or []))
     status, t_all = {}, time.time()
@@ -161,16 +188,16 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
             with open(log, "w") as logf:
                 pm.execute_notebook(str(sn.notebook), str(out_nb), parameters=params, kernel_name=kernel, language="python",
                                     cwd=str(sn.notebook.parent), progress_bar=progress, log_output=progress,
-                                    stdout_file=logf, stderr_file=logf)
+                                    stdout_file=logf, stderr_file=logf, kernel_manager_class=LocalKernelManager)
         except pm.PapermillExecutionError as e:
             raise RuntimeError(f"stage {name} failed: {e.ename}: {e.evalue}\n"
                                f"  the executed notebook is {out_nb}; its output is in {log}") from None
         secs = time.time() - t0
         atomic_write_text(_marker(run.root, name), json.dumps(      # wall-clock times: for reports, never for results
             {"key": keys[name], "seconds": round(secs, 2), "started": round(t0, 3), "finished": round(t0 + secs, 3),
-             "notebook": sn.notebook.name}, indent=2) + "\n")
+             "notebook": sn.notebook.name, "inputs": inputs.get(name)}, indent=2) + "\n")
         status[name] = "ran"
-        print(f"[{i + 1}/{len(stages)}] {name}: done in {secs:.1f}s", flush=True)
+        print(f"[{i + 1}/{len(stages)}] {name}: {stage_summary(sn.stage, run.results().get(name, {}))} ({secs:.1f}s)", flush=True)
         if run.config.report.publish: _publish(run)
     print(f"run directory {run.root} ({time.time() - t_all:.1f}s)", flush=True)
     return status

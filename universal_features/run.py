@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -34,6 +35,8 @@ class Stage:
     reads: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
     env: tuple[str, ...] = ()   # environment variables that change its results (only a digest enters the key)
+    inputs: Callable[[Config], str | None] | None = None  # fingerprint of what it reads from outside the run directory
+    summary: Callable[[dict], str] | None = None           # its headline in one line, from its results
 
 # %% ../nbs/00c_run.ipynb #c1a0c008
 REPO_ROOT = Path(universal_features.__file__).resolve().parent.parent  # the clone: nbs/, figures/, paper/

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
 import torch
 from tqdm import tqdm
 
@@ -22,16 +23,24 @@ import universal_features.autoencoder as autoencoder
 from .autoencoder import SparseAutoencoder, resample_dead, sae_loss, save_sae
 from .config import SAEConfig
 from .files import Table, atomic_write_text, code_fingerprint, compute_once, sha256_file
-from .model import LanguageModel, next_token_loss
+from .lineage import LINEAGE
+from .model import LanguageModel, load_model, next_token_loss
 from .run import Run, Stage, check_memory
 from .tokenizer import load_mixture
 
 # %% auto #0
-__all__ = ['STAGE', 'METRIC_COLUMNS', 'harvest', 'ActivationBuffer', 'sae_schedule', 'fast_matmul', 'sae_memory_bytes',
-           'train_sae', 'sae_metrics', 'train_run_sae', 'sae_table', 'plot_densities']
+__all__ = ['STAGE', 'METRIC_COLUMNS', 'headline', 'harvest', 'ActivationBuffer', 'sae_schedule', 'fast_matmul',
+           'sae_memory_bytes', 'train_sae', 'sae_metrics', 'train_run_sae', 'sae_table', 'plot_densities']
 
 # %% ../nbs/05_sae.ipynb #6e538ed0
-STAGE = Stage("sae", reads=("sae",), needs=("merge",))
+def headline(results: dict) -> str:
+    "The stage's one line: the SAEs' size and their range of CE loss recovered, L0 and dead latents."
+    rows = list(results.values())
+    span = lambda k, f: f"{f.format(min(r[k] for r in rows))}–{f.format(max(r[k] for r in rows))}"
+    return (f"{len(rows)} SAEs of {rows[0]['d_sae']:,} latents: CE loss recovered {span('ce_loss_recovered', '{:.1%}')}, "
+            f"L0 {span('l0', '{:.0f}')}, dead {span('dead_fraction', '{:.1%}')}")
+
+STAGE = Stage("sae", reads=("sae",), needs=("merge",), summary=headline)
 
 # %% ../nbs/05_sae.ipynb #841b6b9d
 @torch.no_grad()
@@ -187,29 +196,29 @@ def sae_metrics(sae: SparseAutoencoder, model: LanguageModel, blocks: np.ndarray
             "shrinkage_l2_ratio": ratio / n_tok, "tokens": n_tok, "density": density.tolist()}
 
 # %% ../nbs/05_sae.ipynb #16c189b5
-def train_run_sae(run: Run, name: str, model_name: str, index: int, device="cpu") -> dict:
-    "Train (or reuse) one SAE of the run; returns its metrics."
+def train_run_sae(run: Run, name: str, model_name: str, index: int, device="cpu", sc: SAEConfig | None = None,
+                  model_dir: Path | None = None, folder: Path | None = None) -> dict:
+    "Train (or reuse) one SAE of the run on `model_name`'s SAE data; returns its metrics (`sc`, `model_dir`, `folder`: see below)."
     import universal_features.sae as this_module  # the exported module, also when this runs in the notebook
-    cfg, sc = run.config, run.config.sae
-    folder = run.sae_dir(name)
-    key = hashlib.sha256(json.dumps([asdict(sc), cfg.model.d_mlp, index, sha256_file(run.model_dir(model_name) / "model.safetensors"),
+    sc = sc or run.config.sae
+    model_dir, folder = Path(model_dir or run.model_dir(model_name)), Path(folder or run.sae_dir(name))
+    key = hashlib.sha256(json.dumps([asdict(sc), run.config.model.d_mlp, index, model_name, sha256_file(model_dir / "model.safetensors"),
                                      code_fingerprint(autoencoder, this_module)]).encode()).hexdigest()
-    return compute_once(folder, key, lambda: _train_run_sae(run, name, model_name, index, device),
+    return compute_once(folder, key, lambda: _train_run_sae(run, name, model_name, index, device, sc, model_dir, folder),
                         ready=lambda: (folder / "sae.safetensors").exists())["metrics"]
 
-def _train_run_sae(run: Run, name: str, model_name: str, index: int, device) -> dict:
-    cfg, sc = run.config, run.config.sae
+def _train_run_sae(run: Run, name: str, model_name: str, index: int, device, sc: SAEConfig, model_dir: Path, folder: Path) -> dict:
+    cfg = run.config
     d_sae = sc.expansion_factor * cfg.model.d_mlp
     check_memory(sae_memory_bytes(cfg.model.d_mlp, d_sae, sc.batch_size_tokens, sc.buffer_contexts * sc.block_size), device,
                  f"training an SAE of {d_sae:,} latents on batches of {sc.batch_size_tokens:,} (sae.expansion_factor, "
                  "sae.batch_size_tokens, sae.buffer_contexts)")
-    folder = run.sae_dir(name)
     seed = sc.seed * 1000 + index
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = run.load_model(model_name, device)
+    model = load_model(model_dir, expect_config=cfg.model).to(device).eval()
     blocks = load_mixture(run.root, "sae", model_name, "train", seed=seed)
-    d_in, d_sae = cfg.model.d_mlp, sc.expansion_factor * cfg.model.d_mlp
+    d_in = cfg.model.d_mlp
     sae = SparseAutoencoder(d_in, d_sae, sc.architecture, sc.k)
     init_blocks = blocks[np.random.default_rng(seed).permutation(len(blocks))[: max(1, 8192 // sc.block_size)]]
     sae.initialise(harvest(model, init_blocks, sc.hook_name, device=device).cpu(), gen)
@@ -241,13 +250,14 @@ def sae_table(rows: list[dict]) -> Table:
 
 # %% ../nbs/05_sae.ipynb #f5a0c019
 def plot_densities(rows: list[dict], title: str):
-    "log10 feature-density histograms, one panel per SAE; dead latents counted at the left edge."
-    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 2.6), sharey=True)
-    for ax, r in zip(np.atleast_1d(axes), rows):
-        d = np.asarray(r["density"]); floor = 1.0 / r["tokens"]
-        ax.hist(np.log10(np.maximum(d, floor / 2)), bins=40, color="tab:blue")
+    "log10 feature-density histograms, one panel per SAE in its model's colour; dead latents counted at the left edge."
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 2.6), sharey=True, squeeze=False)
+    for ax, r in zip(axes[0], rows):
+        d = np.asarray(r["density"], dtype=float); floor = 1.0 / r["tokens"]
+        colour = LINEAGE[r["model"]].colour if r.get("model") in LINEAGE else "tab:blue"
+        sns.histplot(x=np.log10(np.maximum(d, floor / 2)), bins=40, color=colour, edgecolor="white", linewidth=0.3, alpha=0.9, ax=ax)
         ax.set_title(f"{r['name']}\nL0 {r['l0']:.0f}, dead {r['dead_fraction']:.1%}", fontsize=8)
-        ax.set_xlabel("log10 density", fontsize=8)
-    np.atleast_1d(axes)[0].set_ylabel("latents")
+        ax.set_xlabel("log10 density", fontsize=8); ax.set_ylabel("")
+    axes[0][0].set_ylabel("latents")
     fig.suptitle(title, fontsize=9); fig.tight_layout()
     return fig

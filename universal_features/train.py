@@ -30,12 +30,18 @@ from .run import Run, Stage, default_device
 from .tokenizer import load_blocks, load_mixture
 
 # %% auto #0
-__all__ = ['STAGE', 'PAPER_LM', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps', 'save_train_state',
+__all__ = ['STAGE', 'PAPER_LM', 'headline', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps', 'save_train_state',
            'load_train_state', 'evaluate', 'bigram_baseline', 'train_lm', 'model_key', 'train_model', 'main',
            'evaluation_table', 'lm_table']
 
 # %% ../nbs/03_train.ipynb #69b84ac7
-STAGE = Stage("train", reads=("model", "train", "finetune"), needs=("tokenizer",))
+def headline(results: dict) -> str:
+    "The stage's one line: each model's loss and accuracy on its own (last) domain."
+    ev = {(r["model"], r["domain"]): r for r in results["eval"]}
+    return "; ".join(f"{m} {ev[(m, OWN_DOMAINS[m][-1])]['loss']:.3f} / {ev[(m, OWN_DOMAINS[m][-1])]['accuracy']:.3f} on "
+                     f"{OWN_DOMAINS[m][-1]}" for m in TRAINED if (m, OWN_DOMAINS[m][-1]) in ev)
+
+STAGE = Stage("train", reads=("model", "train", "finetune"), needs=("tokenizer",), summary=headline)
 
 # %% ../nbs/03_train.ipynb #bafca10b
 def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine") -> float:
