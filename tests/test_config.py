@@ -1,4 +1,3 @@
-
 import pytest
 
 from universal_features.config import Config, ConfigError, config_hash, from_dict, load_config, save_config, to_dict, valid_keys
