@@ -190,3 +190,19 @@ def test_gpu_check_refuses_a_run_directory_without_data(tmp_path):
     r = subprocess.run(["bash", str(repo / "scripts" / "gpu_check.sh"), "--run-dir", str(tmp_path), "--allow-cpu"],
                        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHON": sys.executable})
     assert r.returncode == 1 and "no finished data stage" in r.stderr and "--only data" in r.stderr
+
+
+def test_outputs_written_back_are_stable_and_hold_no_machine_paths(smoke_run, tmp_path):
+    "The reference run's outputs go into nbs/: stdout, tables and figures only, no local paths, the same bytes twice."
+    import shutil as sh
+    from universal_features.reproduce import REPO_ROOT, write_back
+    replace = {str(smoke_run): "runs/smoke", str(REPO_ROOT): ".", os.environ["UF_DATA_DIR"]: "$UF_DATA_DIR"}
+    for name in ("05_sae.ipynb", "10_robustness.ipynb"):
+        src = sh.copy(REPO_ROOT / "nbs" / name, tmp_path / name)
+        assert write_back(smoke_run / "notebooks" / name, Path(src), replace)
+        text = Path(src).read_text()
+        assert "image/png" in text and str(smoke_run) not in text and "%|" not in text and '"stderr"' not in text
+        nb = json.loads(text)
+        assert all(c.get("execution_count") is None for c in nb["cells"] if c["cell_type"] == "code")
+        assert [c["source"] for c in nb["cells"]] == [c["source"] for c in json.loads((REPO_ROOT / "nbs" / name).read_text())["cells"]]
+        assert not write_back(smoke_run / "notebooks" / name, Path(src), replace)      # a second publish changes nothing

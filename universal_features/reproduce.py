@@ -30,7 +30,7 @@ from .run import REPO_ROOT, Run, Stage, open_run
 
 # %% auto #0
 __all__ = ['KERNEL_NAME', 'StageNotebook', 'discover_stages', 'stage_inputs', 'stage_keys', 'stage_is_current', 'ensure_kernel',
-           'LocalKernelManager', 'stage_summary', 'run_pipeline', 'main']
+           'LocalKernelManager', 'stage_summary', 'stable_outputs', 'write_back', 'run_pipeline', 'main']
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c001
 KERNEL_NAME = "universal-features"
@@ -142,9 +142,44 @@ def stage_summary(stage: Stage, results: dict) -> str:
     try: return stage.summary(results)
     except (KeyError, TypeError, ValueError, IndexError): return "done"
 
+# %% ../nbs/00d_reproduce.ipynb #r0a0c121
+def stable_outputs(outputs: list[dict], replace: dict[str, str]) -> list[dict]:
+    "The outputs of one executed cell that may be stored: no stderr, counts or widget views; paths replaced."
+    def clean(v):
+        if isinstance(v, str):
+            for a, b in replace.items(): v = v.replace(a, b)
+            return v
+        return [clean(x) for x in v] if isinstance(v, list) else v
+    out = []
+    for o in outputs:
+        if o["output_type"] == "stream" and o["name"] != "stdout": continue
+        if o["output_type"] == "error" or "application/vnd.jupyter.widget-view+json" in o.get("data", {}): continue
+        o = {k: (clean(v) if k == "text" else v) for k, v in o.items()}
+        if "data" in o: o["data"] = {m: (v if m.startswith("image/") else clean(v)) for m, v in o["data"].items()}
+        if "execution_count" in o: o["execution_count"] = None
+        if "metadata" in o: o["metadata"] = {}
+        out.append(o)
+    return out
+
+# %% ../nbs/00d_reproduce.ipynb #r0a0c123
+def write_back(executed: Path, source: Path, replace: dict[str, str]) -> bool:
+    "Copy the stable outputs of an executed notebook into its source notebook, cell by cell id; True when it changed."
+    ex = json.loads(executed.read_text())
+    outs = {c.get("id"): c.get("outputs", []) for c in ex["cells"]
+            if c["cell_type"] == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", [])}
+    old = source.read_text()
+    nb = json.loads(old)
+    for c in nb["cells"]:
+        if c["cell_type"] != "code": continue
+        c["outputs"], c["execution_count"] = stable_outputs(outs.get(c.get("id"), []), replace), None
+    new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    if new == old: return False
+    atomic_write_text(source, new)
+    return True
+
 # %% ../nbs/00d_reproduce.ipynb #r0a0c028
 def _publish(run: Run) -> list[Path]:
-    "Copy the run's figures and tables to the top-level figures/ and paper/ (reference profile only)."
+    "Copy the run's figures and tables to the top-level figures/ and paper/, and its outputs into nbs/ (reference profile only)."
     out = []
     for src_dir, dst_dir in ((run.root / "figures", REPO_ROOT / "figures"), (run.root / "tables", REPO_ROOT / "paper")):
         if not src_dir.is_dir(): continue
@@ -153,6 +188,10 @@ def _publish(run: Run) -> list[Path]:
             if f.is_file():
                 with atomic_path(dst_dir / f.name) as tmp: shutil.copyfile(f, tmp)
                 out.append(dst_dir / f.name)
+    replace = {str(run.root): f"runs/{run.root.name}", str(REPO_ROOT): ".", os.environ.get("UF_DATA_DIR") or "\0": "$UF_DATA_DIR"}
+    for executed in sorted((run.root / "notebooks").glob("*.ipynb")):
+        source = REPO_ROOT / "nbs" / executed.name
+        if source.exists() and write_back(executed, source, replace): out.append(source)
     return out
 
 def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = None, run_dir: str | Path = "",
@@ -199,6 +238,7 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
         status[name] = "ran"
         print(f"[{i + 1}/{len(stages)}] {name}: {stage_summary(sn.stage, run.results().get(name, {}))} ({secs:.1f}s)", flush=True)
         if run.config.report.publish: _publish(run)
+    if run.config.report.publish: _publish(run)                  # also when every stage was current: the same bytes
     print(f"run directory {run.root} ({time.time() - t_all:.1f}s)", flush=True)
     return status
 
