@@ -41,6 +41,12 @@ FATAL_WARNINGS = (
 FIGURES = {
     "fig1_design": ("Figure 1: the experimental design",
                     "Figure 1: the models, how each was made, the SAE on each, and the share of features that persist."),
+    "fig7_normalised_persistence": ("Figure 7: normalised persistence",
+                                    "Figure 7: persistence ÷ the parent's seed null, per transition and method, and against τ."),
+    "fig8_persistence_vs_distance": ("Figure 8: persistence along the fine-tune",
+                                     "Figure 8: persistence from BabyPython against weight-space angle and English loss."),
+    "fig9_merge_flow": ("Figure 9: feature flow along the SLERP path",
+                        "Figure 9: the share of each fine-tune's features that persist into the merge at each t."),
     "fig2_feature_flow": ("Figure 2: feature flow", "Figure 2: flow of persisting features across the four models."),
     "fig3_variable_assignment": ("Figure 3: the variable-assignment feature",
                                  "Figure 3: the variable-assignment feature in each model."),
@@ -198,6 +204,8 @@ def assemble(run_dir: Path, src: Path, profile: str) -> list[str]:
     run_note = (f"This site shows the **`{profile}`** run (`{run_dir.name}/`): its executed notebooks, figures and "
                 f"report. The corpora are offline stand-ins for the paper's and the models are smaller unless the "
                 f"profile says otherwise, so the numbers are this artifact's, not the paper's.")
+    if (dst_fig / "fig1_design.png").is_file():   # Figure 1 at the top of the index, as in the README and the report
+        run_note += ("\n\n![" + FIGURES["fig1_design"][1] + "](_static/figures/fig1_design.png)\n\n*" + FIGURES["fig1_design"][1] + "*")
     fill(src / "index.md", {"run": run_note, "notebooks": notebooks_table(rows)})
     fill(src / "api.md", {"modules": api_sections()})
     fill(src / "figures.md", {"figures": figures_section(dst_fig, captions)})

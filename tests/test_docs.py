@@ -164,7 +164,8 @@ def test_site_pages_render_in_chromium(browser, site, server, smoke_run):
     assert n_images["figures.html"] >= len(figures) > 0
     figures_html = (site / "figures.html").read_text()
     assert all(f in figures_html for f in figures), "a figure of the run is missing from figures.html"
-    assert n_images["report.html"] > 0
+    assert n_images["report.html"] > 0 and n_images["index.html"] > 0
+    assert "fig1_design.png" in (site / "index.html").read_text()          # Figure 1 on the index page
     for page in ("explorer.html", "case_study_dashboards.html"):
         assert f'href="{page}"' in figures_html and f'href="{page}"' in (site / "index.html").read_text()
 
