@@ -584,6 +584,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'universal_features/robustness.py'),
                                                'universal_features.robustness.snapshot_steps': ( 'robustness.html#snapshot_steps',
                                                                                                  'universal_features/robustness.py'),
+                                               'universal_features.robustness.strength_answer': ( 'robustness.html#strength_answer',
+                                                                                                  'universal_features/robustness.py'),
                                                'universal_features.robustness.study_sae': ( 'robustness.html#study_sae',
                                                                                             'universal_features/robustness.py'),
                                                'universal_features.robustness.train_snapshots': ( 'robustness.html#train_snapshots',

@@ -33,7 +33,7 @@ from .train import evaluate, model_key, total_steps, train_lm
 __all__ = ['HOLDS', 'FAILS', 'INCONCLUSIVE', 'METHODS', 'STAGE', 'headline', 'share', 'parent_nulls', 'ratio_samples',
            'normalised_rows', 'few_persist_verdict', 'normalised_sweep', 'plot_normalised', 'snapshot_steps',
            'weight_angle', 'train_snapshots', 'persistence_into', 'study_sae', 'unit', 'trajectory_rows',
-           'plot_trajectory', 'merge_rows', 'plot_merge_flow', 'variant_config', 'variant_rows',
+           'strength_answer', 'plot_trajectory', 'merge_rows', 'plot_merge_flow', 'variant_config', 'variant_rows',
            'reference_variant_row', 'recommend', 'evidence_rows']
 
 # %% ../nbs/10_robustness.ipynb #r10a0004
@@ -216,6 +216,20 @@ def trajectory_rows(run: Run, lr: float, fractions, blocks: np.ndarray, evals: d
     for r, f in zip(rows, snaps["steps"]):
         r.update(persist_share=pers[("base", f)], normalised=pers[("base", f)] / max(null_mean, 1e-12))
     return rows
+
+# %% ../nbs/10_robustness.ipynb #r10a0043
+def strength_answer(rows: list[dict], bound: float) -> str:
+    "One paragraph: persistence at the end of each fine-tune against how far it moved, judged against `bound`."
+    ends = {lr: max((r for r in rows if r["lr"] == lr), key=lambda r: r["step"]) for lr in sorted({r["lr"] for r in rows})}
+    parts = [f"at lr {lr:g} the Lua fine-tune ends {r['angle_to_base']:.1f}° from the base (English loss {r['english_loss']:.2f}) "
+             f"and keeps {r['normalised']:.2f} of the seed-stable features" for lr, r in ends.items()]
+    few = [lr for lr, r in ends.items() if r["normalised"] < bound]
+    rs = sorted(rows, key=lambda r: r["angle_to_base"])
+    rho = float(np.corrcoef([r["angle_to_base"] for r in rs], [r["normalised"] for r in rs])[0, 1]) if len(rs) > 2 else float("nan")
+    verdict = ("few features persist at every strength measured" if len(few) == len(ends) else
+               "few features persist only at the stronger fine-tune: the finding follows from how far the model moves"
+               if few else "few features persist at no strength measured")
+    return "; ".join(parts) + f". Across all snapshots, persistence and weight-space angle correlate at r = {rho:.2f}. By the bound {bound}: {verdict}."
 
 # %% ../nbs/10_robustness.ipynb #r10a0041
 def plot_trajectory(rows: list[dict], title: str):
