@@ -207,8 +207,8 @@ class RobustnessConfig:
     study: bool = False              # fine-tune trajectories, paper lr, SLERP t and SAE choices (the cpu-study profile)
     checkpoint_fractions: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)   # of the Lua fine-tune's steps
     paper_lr: float = 2e-5           # the paper's fine-tuning lr, used as is over our fine-tune's steps and schedule
-    paper_lr_fractions: tuple[float, ...] = (0.5, 1.0)
-    merge_ts: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)              # SLERP t (0 = TinyStories); t* is added
+    paper_lr_fractions: tuple[float, ...] = (1.0,)
+    merge_ts: tuple[float, ...] = (0.0, 0.5, 1.0)                          # SLERP t (0 = TinyStories); t* is added
     sae_variants: tuple[str, ...] = ("topk", "width:4", "tokens:0.5")
 
 # %% ../nbs/00_config.ipynb #c0a1e032
