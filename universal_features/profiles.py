@@ -79,9 +79,10 @@ def cpu_profile() -> Config:
 
 # %% ../nbs/00_profiles.ipynb #r0b0c011
 def cpu_study_profile() -> Config:
-    "The reference run and the whole robustness study (about 35 more minutes on 2 CPU cores)."
+    "The reference run and the robustness study's fine-tune checkpoints, paper lr and SLERP t on 2 CPU cores."
     cfg = cpu_profile()
-    cfg.profile, cfg.robustness = "cpu-study", RobustnessConfig(study=True)
+    # the SAE settings (nine more SAEs, about 25 minutes on 2 cores) are left to --set robustness.sae_variants=topk,width:4,tokens:0.5
+    cfg.profile, cfg.robustness = "cpu-study", RobustnessConfig(study=True, sae_variants=())
     return cfg
 
 # %% ../nbs/00_profiles.ipynb #c0a1e045

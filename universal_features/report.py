@@ -139,8 +139,10 @@ def robustness_parts(rb: dict, tables: Path, fig) -> list[str]:
                   fig("fig8_persistence_vs_distance", "Figure 8: persistence from BabyPython against weight-space angle and English loss."),
                   "### Along the SLERP path", _read(tables / "robustness_merge.md"),
                   fig("fig9_merge_flow", "Figure 9: the share of each fine-tune's features that persist into the merge at each t."),
-                  "### SAE settings", _read(tables / "robustness_sae_variants.md"),
-                  f"Recommended SAE setting from these numbers: **{rb['recommended']}**."]
+                  "### SAE settings"]
+        parts += ([_read(tables / "robustness_sae_variants.md"), f"Recommended SAE setting from these numbers: **{rb['recommended']}**."]
+                  if rb.get("variants") else ["Not run in this profile (`robustness.sae_variants` is empty): "
+                                              "`--set robustness.sae_variants=topk,width:4,tokens:0.5` adds them."])
     else:
         parts.append("The robustness study (fine-tune checkpoints, the paper's lr, SLERP t, SAE settings) was not run in this "
                      "profile: `python -m universal_features.reproduce --profile cpu-study --run-dir runs/cpu` adds it.")

@@ -183,6 +183,10 @@ def persistence_into(pairs: list[tuple[str, str]], units: dict, blocks: np.ndarr
 # %% ../nbs/10_robustness.ipynb #r10a0038
 def study_sae(run: Run, name: str, model_name: str, model_dir: Path, sc: SAEConfig | None = None, device="cpu") -> tuple[dict, Path]:
     "Train (or reuse) an SAE of the study on `model_dir` with `model_name`'s SAE mixture and seed; its metrics and folder."
+    own = run.model_dir(model_name) / "model.safetensors"
+    if sc is None and own.exists() and sha256_file(Path(model_dir) / "model.safetensors") == sha256_file(own):
+        # the run's own model (e.g. the 100 % snapshot, bit-identical): its SAE is this SAE, already trained
+        return train_run_sae(run, model_name, model_name, MODELS.index(model_name), device), run.sae_dir(model_name)
     folder = run.stage_dir("robustness") / "saes" / name
     metrics = train_run_sae(run, name, model_name, MODELS.index(model_name), device, sc, model_dir, folder)
     return metrics, folder
