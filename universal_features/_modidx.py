@@ -522,6 +522,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                            'universal_features/report.py')},
             'universal_features.reproduce': { 'universal_features.reproduce.LocalKernelManager': ( 'reproduce.html#localkernelmanager',
                                                                                                    'universal_features/reproduce.py'),
+                                              'universal_features.reproduce.LocalKernelManager._ip_default': ( 'reproduce.html#localkernelmanager._ip_default',
+                                                                                                               'universal_features/reproduce.py'),
                                               'universal_features.reproduce.StageNotebook': ( 'reproduce.html#stagenotebook',
                                                                                               'universal_features/reproduce.py'),
                                               'universal_features.reproduce._code_hash': ( 'reproduce.html#_code_hash',

@@ -21,7 +21,8 @@ import papermill as pm
 from ipykernel.kernelspec import install
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from traitlets import CaselessStrEnum
+from jupyter_core.paths import jupyter_runtime_dir
+from traitlets import CaselessStrEnum, default
 
 from .config import Config, ConfigError, config_hash
 from .profiles import DEFAULT_PROFILE, PROFILES
@@ -134,6 +135,13 @@ def ensure_kernel() -> str:
 class LocalKernelManager(AsyncKernelManager):
     "A kernel manager whose kernels listen on IPC sockets in Jupyter's runtime folder, not on TCP ports."
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    @default("ip")
+    def _ip_default(self):
+        "IPC socket files under Jupyter's runtime folder (jupyter_client's default, 'kernel-ipc', lands in the cwd: nbs/)."
+        if self.transport != "ipc": return "127.0.0.1"
+        d = Path(jupyter_runtime_dir()); d.mkdir(parents=True, exist_ok=True)
+        return str(d / f"uf-kernel-{os.getpid()}-{id(self):x}-ipc")
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c104
 def stage_summary(stage: Stage, results: dict) -> str:
