@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, DomainConfig
-from .files import sha256_file
+from .files import hub_copy_version
 from .sources import DataError, Doc, SourceInfo, cache_dir, data_dir, read_datadir
 
 # %% auto #0
@@ -86,15 +86,9 @@ HUB_STANDINS = {
 
 # %% ../nbs/01b_hub.ipynb #d16a0015
 def _mirror_revision(root: Path, files: list[Path]) -> str:
-    "sha256 over a local copy's parquet files, with the Hub commit its download recorded (if any)."
-    h, commits = hashlib.sha256(), set()
-    for p in files:
-        rel = p.relative_to(root).as_posix()
-        h.update(rel.encode() + b"\0" + bytes.fromhex(sha256_file(p)))
-        meta = root / ".cache/huggingface/download" / f"{rel}.metadata"  # left by `hf download --local-dir`
-        commits.add(meta.read_text().split("\n", 1)[0].strip() if meta.is_file() else "")
-    fp = f"mirror-sha256:{h.hexdigest()}"
-    return f"{commits.pop()} ({fp})" if len(commits) == 1 and "" not in commits else fp
+    "The revision a manifest records for a local copy: its files' digest, with the Hub commit its download recorded (if any)."
+    commit, digest = hub_copy_version(root, files)
+    return f"{commit} (mirror-sha256:{digest})" if commit else f"mirror-sha256:{digest}"
 
 # %% ../nbs/01b_hub.ipynb #d16a0016
 def load_hub_rows(repo_id: str, split: str, revision: str = "", cache: Path | None = None):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import json
 import math
 import os
@@ -23,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import ModelConfig
-from .files import atomic_path, atomic_write_text, sha256_file
+from .files import atomic_path, atomic_write_text, hub_copy_version
 
 # %% auto #0
 __all__ = ['HookPoint', 'next_token_loss', 'StopForward', 'RMSNorm', 'rope_cos_sin', 'apply_rope', 'Attention', 'GatedMLP',
@@ -357,17 +356,6 @@ def config_mismatches(hf: dict, cfg: ModelConfig, vocab_size: int | None = None)
 class HubError(RuntimeError):
     "A model or tokenizer that cannot be had from the HF Hub or its local copy (UF_HUB_MIRROR)."
 
-# %% ../nbs/02_model.ipynb #f17a0034
-def _mirror_version(root: Path, files: list[Path]) -> tuple[str, str]:
-    "(commit the local copy was downloaded at, or '', and a sha256 over its files)."
-    h, commits = hashlib.sha256(), set()
-    for f in files:
-        rel = f.relative_to(root).as_posix()
-        h.update(rel.encode() + b"\0" + bytes.fromhex(sha256_file(f)))
-        meta = root / ".cache/huggingface/download" / f"{rel}.metadata"  # left by `hf download --local-dir`
-        commits.add(meta.read_text().split("\n", 1)[0].strip() if meta.is_file() else "")
-    return (commits.pop() if len(commits) == 1 and "" not in commits else ""), h.hexdigest()
-
 # %% ../nbs/02_model.ipynb #f17a0036
 _SHA = re.compile(r"[0-9a-f]{7,40}")
 
@@ -384,7 +372,7 @@ def hub_snapshot(repo_id: str, revision: str = "main", cache: str | Path | None 
         if not files:
             raise HubError(f"{repo_id}: the local copy of the HF Hub UF_HUB_MIRROR={mirror} has no {root} with its files; "
                            f"copy it there ({fetch}) or unset UF_HUB_MIRROR to download it from the Hub")
-        commit, digest = _mirror_version(root, files)
+        commit, digest = hub_copy_version(root, files)
         if revision != "main" and not (commit and _SHA.fullmatch(revision) and commit.startswith(revision)):
             raise HubError(f"{repo_id}: revision {revision!r} is not the one its local copy {root} holds "
                            f"({commit or 'no commit recorded'}); download that revision there ({fetch}) or pin the copy's commit")

@@ -81,7 +81,7 @@ def cpu_profile() -> Config:
 def cpu_study_profile() -> Config:
     "The reference run and the robustness study's fine-tune checkpoints, paper lr and SLERP t on 2 CPU cores."
     cfg = cpu_profile()
-    # the SAE settings (nine more SAEs, about 25 minutes on 2 cores) are left to --set robustness.sae_variants=topk,width:4,tokens:0.5
+    # the SAE settings (nine more SAEs of the reference size) are left to --set robustness.sae_variants=topk,width:4,tokens:0.5
     cfg.profile, cfg.robustness = "cpu-study", RobustnessConfig(study=True, sae_variants=())
     return cfg
 

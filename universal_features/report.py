@@ -15,13 +15,12 @@ from .files import Table
 from .lineage import EDGES, LINEAGE, MODELS, OWN_DOMAINS, SAE_MIXTURES, TRANSITIONS, display_name, model_of
 from .matching import _flow_positions
 from .merge import PAPER_SWEEP, crossing_point
-from .robustness import few_persist_verdict
+from .robustness import FAILS, HOLDS, INCONCLUSIVE, few_persist_verdict
 from .run import Stage
 
 # %% auto #0
-__all__ = ['STAGE', 'HOLDS', 'FAILS', 'INCONCLUSIVE', 'headline', 'claim_few_persist', 'claim_generic', 'claim_assignment',
-           'claim_exception', 'claim_crossing', 'claim_verdicts', 'provenance_rows', 'merge_sentence',
-           'robustness_parts', 'build_report', 'plot_design']
+__all__ = ['STAGE', 'headline', 'claim_few_persist', 'claim_generic', 'claim_assignment', 'claim_exception', 'claim_crossing',
+           'claim_verdicts', 'provenance_rows', 'merge_sentence', 'robustness_parts', 'build_report', 'plot_design']
 
 # %% ../nbs/11_report.ipynb #c539b6e4
 def headline(results: dict) -> str:
@@ -31,7 +30,6 @@ def headline(results: dict) -> str:
 STAGE = Stage("report", reads=("report",),
               needs=("data", "tokenizer", "train", "merge", "sae", "matching", "case_studies", "autointerp", "explorer", "robustness"),
               summary=headline)
-HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 
 # %% ../nbs/11_report.ipynb #f43f3dea
 def _pct(x: float) -> str: return f"{100 * x:.1f} %"

@@ -196,7 +196,8 @@ def _publish(run: Run) -> list[Path]:
             if f.is_file():
                 with atomic_path(dst_dir / f.name) as tmp: shutil.copyfile(f, tmp)
                 out.append(dst_dir / f.name)
-    replace = {str(run.root): f"runs/{run.root.name}", str(REPO_ROOT): ".", os.environ.get("UF_DATA_DIR") or "\0": "$UF_DATA_DIR"}
+    paths = {str(run.root): f"runs/{run.root.name}", str(REPO_ROOT): ".", os.environ.get("UF_DATA_DIR", ""): "$UF_DATA_DIR"}
+    replace = {a: b for a, b in paths.items() if a}          # the run directory first: it lies inside the clone
     for executed in sorted((run.root / "notebooks").glob("*.ipynb")):
         source = REPO_ROOT / "nbs" / executed.name
         if source.exists() and write_back(executed, source, replace): out.append(source)
@@ -245,8 +246,7 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
              "notebook": sn.notebook.name, "inputs": inputs.get(name)}, indent=2) + "\n")
         status[name] = "ran"
         print(f"[{i + 1}/{len(stages)}] {name}: {stage_summary(sn.stage, run.results().get(name, {}))} ({secs:.1f}s)", flush=True)
-        if run.config.report.publish: _publish(run)
-    if run.config.report.publish: _publish(run)                  # also when every stage was current: the same bytes
+    if run.config.report.publish: _publish(run)                  # once, after the last stage; the same bytes when all were current
     print(f"run directory {run.root} ({time.time() - t_all:.1f}s)", flush=True)
     return status
 

@@ -20,7 +20,7 @@ import torch
 from .autoencoder import load_sae
 from .config import SAEConfig
 from .files import compute_once, sha256_file
-from .lineage import MODELS, display_name, model_of
+from .lineage import MERGE_ENDPOINTS, MERGED, MODELS, display_name, model_of, sae_runs
 from .matching import interval, match_pairs
 from .merge import merged_model
 from .model import LanguageModel, load_model, save_model
@@ -30,11 +30,11 @@ from .tokenizer import load_mixture
 from .train import evaluate, model_key, total_steps, train_lm
 
 # %% auto #0
-__all__ = ['HOLDS', 'FAILS', 'INCONCLUSIVE', 'METHODS', 'STAGE', 'headline', 'share', 'parent_nulls', 'ratio_samples',
-           'normalised_rows', 'few_persist_verdict', 'normalised_sweep', 'plot_normalised', 'snapshot_steps',
-           'weight_angle', 'train_snapshots', 'persistence_into', 'study_sae', 'unit', 'trajectory_rows',
-           'strength_answer', 'plot_trajectory', 'merge_rows', 'plot_merge_flow', 'variant_config', 'variant_rows',
-           'reference_variant_row', 'recommend', 'evidence_rows']
+__all__ = ['HOLDS', 'FAILS', 'INCONCLUSIVE', 'METHODS', 'STAGE', 'SEED_INDEX', 'headline', 'share', 'parent_nulls',
+           'ratio_samples', 'normalised_rows', 'few_persist_verdict', 'normalised_sweep', 'plot_normalised',
+           'snapshot_steps', 'weight_angle', 'train_snapshots', 'persistence_into', 'study_sae', 'unit',
+           'trajectory_rows', 'strength_answer', 'plot_trajectory', 'merge_rows', 'plot_merge_flow', 'variant_config',
+           'variant_rows', 'reference_variant_row', 'recommend', 'evidence_rows']
 
 # %% ../nbs/10_robustness.ipynb #r10a0004
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"   # the report's verdict words
@@ -174,11 +174,11 @@ def train_snapshots(run: Run, lr: float, fractions, folder: Path, device="cpu") 
     return compute_once(folder, key, compute, ready=lambda: all((folder / f"{f:.2f}" / "model.safetensors").exists() for f in steps))
 
 # %% ../nbs/10_robustness.ipynb #r10a0037
-def persistence_into(pairs: list[tuple[str, str]], units: dict, blocks: np.ndarray, hook: str, tau: float, chunk_blocks: int,
-                     budget_bytes: float, device="cpu") -> dict[tuple[str, str], float]:
-    "Max-correlation persistence share of every (parent, child) pair of `units` (name → (model, SAE)) at τ."
-    res = match_pairs(pairs, units, blocks, hook, chunk_blocks, budget_bytes, device=device)
-    return {pc: share(res["matches"][pc]["max_corr"].parent_score, res["alive"][pc[0]], tau) for pc in pairs}
+def persistence_into(run: Run, pairs: list[tuple[str, str]], units: dict, blocks: np.ndarray, device="cpu") -> dict[tuple[str, str], float]:
+    "Max-correlation persistence share at the run's τ of every (parent, child) pair of `units` (name → (model, SAE))."
+    cfg, mc = run.config, run.config.matching
+    res = match_pairs(pairs, units, blocks, cfg.sae.hook_name, max(1, mc.chunk_tokens // cfg.sae.block_size), mc.memory_gb * 1e9, device=device)
+    return {pc: share(res["matches"][pc]["max_corr"].parent_score, res["alive"][pc[0]], mc.threshold) for pc in pairs}
 
 # %% ../nbs/10_robustness.ipynb #r10a0038
 def study_sae(run: Run, name: str, model_name: str, model_dir: Path, sc: SAEConfig | None = None, device="cpu") -> tuple[dict, Path]:
@@ -204,19 +204,17 @@ def trajectory_rows(run: Run, lr: float, fractions, blocks: np.ndarray, evals: d
     folder = run.stage_dir("robustness") / f"lua-lr{lr:g}"
     snaps = train_snapshots(run, lr, fractions, folder, device)
     base = run.load_model("base")
-    units, rows = {"base": run.load_unit("base", device)}, []
+    units, rows, run_lua = {"base": run.load_unit("base", device)}, [], sha256_file(run.model_dir("lua") / "model.safetensors")
     for f, step in snaps["steps"].items():
         mdir = folder / f
         _, sdir = study_sae(run, f"lua-lr{lr:g}-{f}", "lua", mdir, device=device)
         units[f] = unit(mdir, sdir, cfg.model.d_mlp, device)
         model = load_model(mdir)
         losses = {d: evaluate(model, b, device=device)["loss"] for d, b in evals.items()}
-        same = sha256_file(mdir / "model.safetensors") == sha256_file(run.model_dir("lua") / "model.safetensors")
+        same = sha256_file(mdir / "model.safetensors") == run_lua
         rows.append({"lr": lr, "fraction": float(f), "step": step, "angle_to_base": weight_angle(base.state_dict(), model.state_dict()),
                      **{f"{d}_loss": v for d, v in losses.items()}, "same_weights_as_run_lua": same})
-    mc = cfg.matching
-    pers = persistence_into([("base", r) for r in snaps["steps"]], units, blocks, cfg.sae.hook_name, mc.threshold,
-                            max(1, mc.chunk_tokens // cfg.sae.block_size), mc.memory_gb * 1e9, device)
+    pers = persistence_into(run, [("base", r) for r in snaps["steps"]], units, blocks, device)
     for r, f in zip(rows, snaps["steps"]):
         r.update(persist_share=pers[("base", f)], normalised=pers[("base", f)] / max(null_mean, 1e-12))
     return rows
@@ -254,8 +252,7 @@ def plot_trajectory(rows: list[dict], title: str):
 # %% ../nbs/10_robustness.ipynb #r10a0051
 def merge_rows(run: Run, ts, blocks: np.ndarray, null_means: dict[str, float], device="cpu") -> list[dict]:
     "Per SLERP t: the share of the Lua and the TinyStories features that persist into the merge, raw and ÷ the seed null."
-    from universal_features.lineage import MERGE_ENDPOINTS, MERGED
-    cfg, mc = run.config, run.config.matching
+    cfg = run.config
     t_star = run.results()["merge"]["t_used"]
     a, b = (run.load_model(n) for n in MERGE_ENDPOINTS)
     units = {n: run.load_unit(n, device) for n in MERGE_ENDPOINTS}
@@ -268,8 +265,7 @@ def merge_rows(run: Run, ts, blocks: np.ndarray, null_means: dict[str, float], d
         _, sdir = study_sae(run, f"slerp-t{t:.3f}", MERGED, mdir, device=device)
         names[t] = f"slerp-t{t:.3f}"; units[names[t]] = unit(mdir, sdir, cfg.model.d_mlp, device)
     pairs = [(p, n) for n in dict.fromkeys(names.values()) for p in MERGE_ENDPOINTS if p != n]
-    pers = persistence_into(pairs, units, blocks, cfg.sae.hook_name, mc.threshold, max(1, mc.chunk_tokens // cfg.sae.block_size),
-                            mc.memory_gb * 1e9, device)
+    pers = persistence_into(run, pairs, units, blocks, device)
     rows = []
     for t, n in names.items():
         row = {"t": t, "model": n, "is_t_star": abs(t - t_star) < 1e-9}
@@ -282,7 +278,6 @@ def merge_rows(run: Run, ts, blocks: np.ndarray, null_means: dict[str, float], d
 # %% ../nbs/10_robustness.ipynb #r10a0052
 def plot_merge_flow(rows: list[dict], null_means: dict[str, float], title: str):
     "Figure: the share of each fine-tune's features that persist into the SLERP merge at each t."
-    from universal_features.lineage import MERGE_ENDPOINTS
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     rs = sorted(rows, key=lambda r: r["t"])
@@ -307,22 +302,23 @@ def variant_config(sc: SAEConfig, variant: str, l0: float, train_tokens: int) ->
     raise ValueError(f"unknown SAE variant {variant!r}: use topk, width:N or tokens:F")
 
 # %% ../nbs/10_robustness.ipynb #r10a0063
+SEED_INDEX = {name: index for name, _, index in sae_runs(1)}   # SAE name → the seed index the SAE stage gave it
+
 def variant_rows(run: Run, variants, blocks: np.ndarray, device="cpu") -> list[dict]:
     "Per SAE variant: reconstruction, L0, seed-null agreement on the base, base → Lua persistence and their ratio."
-    cfg, mc = run.config, run.config.matching
+    cfg = run.config
     sae_res = run.results()["sae"]
     rows = []
     for v in variants:
         sc = variant_config(cfg.sae, v, sae_res["base"]["l0"], sae_res["base"]["train_tokens"])
         tag = v.replace(":", "")
         units, metrics = {}, {}
-        for name, model, index in ((f"base-{tag}", "base", "base"), (f"base-{tag}-seed2", "base", "base-seed2"), (f"lua-{tag}", "lua", "lua")):
+        for own in ("base", "base-seed2", "lua"):                               # each with the seed of the run's SAE of that name
+            name, model = own.replace(model_of(own), f"{model_of(own)}-{tag}", 1), model_of(own)
             folder = run.stage_dir("robustness") / "saes" / name
-            idx = MODELS.index(model) + (100 if index.endswith("seed2") else 0)   # the seed offsets of the run's own null SAEs
-            metrics[name] = train_run_sae(run, name, model, idx, device, sc, run.model_dir(model), folder)
+            metrics[name] = train_run_sae(run, name, model, SEED_INDEX[own], device, sc, run.model_dir(model), folder)
             units[name] = unit(run.model_dir(model), folder, cfg.model.d_mlp, device)
-        pers = persistence_into([(f"base-{tag}", f"base-{tag}-seed2"), (f"base-{tag}", f"lua-{tag}")], units, blocks, cfg.sae.hook_name,
-                                mc.threshold, max(1, mc.chunk_tokens // cfg.sae.block_size), mc.memory_gb * 1e9, device)
+        pers = persistence_into(run, [(f"base-{tag}", f"base-{tag}-seed2"), (f"base-{tag}", f"lua-{tag}")], units, blocks, device)
         m = metrics[f"base-{tag}"]
         null, lua = pers[(f"base-{tag}", f"base-{tag}-seed2")], pers[(f"base-{tag}", f"lua-{tag}")]
         rows.append({"variant": v, "architecture": sc.architecture, "d_sae": m["d_sae"], "train_tokens": m["train_tokens"], "l0": m["l0"],
@@ -371,10 +367,13 @@ def evidence_rows(normalised: list[dict], verdict: str, bound: float, trajectory
                      "table": "robustness_trajectory", "verdict": HOLDS if ends[lo_lr]["normalised"] < bound else FAILS})
     if merges:
         r = next(r for r in merges if r["is_t_star"])
-        keys = [k for k in r if k.startswith("from_") and not k.endswith("_normalised")]
+        other = {p: next((m[f"from_{p}"] for m in merges if m["model"] == q), None) for p, q in zip(MERGE_ENDPOINTS, MERGE_ENDPOINTS[::-1])}
         rows.append({"claim": "The merge keeps features of both fine-tunes",
-                     "evidence": f"at t* = {r['t']:.3f}: " + ", ".join(f"{display_name(k[5:])} {r[k]:.1%}" for k in keys),
-                     "table": "robustness_merge", "verdict": HOLDS if min(r[k] for k in keys) > 0 else FAILS})
+                     "evidence": f"at t* = {r['t']:.3f}: " + ", ".join(
+                         f"{display_name(p)} {r[f'from_{p}']:.1%} (in the other fine-tune: " + ("–" if o is None else f"{o:.1%}") + ")"
+                         for p, o in other.items()) + "; rule: more of each parent's features than the other fine-tune keeps",
+                     "table": "robustness_merge",
+                     "verdict": INCONCLUSIVE if None in other.values() else HOLDS if all(r[f"from_{p}"] > o for p, o in other.items()) else FAILS})
     if variants:
         v = [x["normalised"] for x in variants]
         rows.append({"claim": "The persistence finding survives other SAE settings",
