@@ -124,7 +124,9 @@ def summarise_scores(block: Callable[[int, int], torch.Tensor], p: int, q: int, 
         s = block(lo, hi).float()                                            # [rows, q]
         v, i = s.topk(kp, dim=1)                                             # [rows, kp]: each row's best columns
         pt.append(i.cpu()); pts.append(v.cpu())
-        cv, ci = s.topk(min(kc, hi - lo), dim=0)                             # [≤kc, q]: each column's best rows here
+        # each column's best rows here: topk along dim 0 reads with a stride (4× slower at 2,048 × 16,384 than
+        # copying to column-major first and taking topk along the rows)
+        cv, ci = (t.T for t in s.T.contiguous().topk(min(kc, hi - lo), dim=1))   # [≤kc, q] each
         ci = ci + lo
         if ct is not None: cv, ci = torch.cat([cts, cv]), torch.cat([ct, ci])
         best = cv.topk(min(kc, len(cv)), dim=0)                              # merged with the rows seen so far

@@ -205,12 +205,12 @@ def _publish(run: Run) -> list[Path]:
 
 def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = None, run_dir: str | Path = "",
                  only: str | None = None, start: str | None = None, force: bool = False,
-                 progress: bool = True) -> dict:
-    "Execute the stages in order, skipping current ones; returns {stage: 'ran'|'skipped'|'not selected'}."
+                 progress: bool = True, until: str | None = None) -> dict:
+    "Execute the stages in order (up to `until`), skipping current ones; returns {stage: 'ran'|'skipped'|'not selected'}."
     run = open_run(profile, run_dir, overrides)
     stages = discover_stages()
     names = [s.stage.name for s in stages]
-    for opt, val in (("--only", only), ("--from", start)):
+    for opt, val in (("--only", only), ("--from", start), ("--until", until)):
         if val is not None and val not in names:
             raise ConfigError(f"unknown stage {val!r} for {opt}; stages: {', '.join(names)}")
     inputs = stage_inputs(stages, run.config, run.root)
@@ -220,7 +220,8 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
     status, t_all = {}, time.time()
     for i, sn in enumerate(stages):
         name = sn.stage.name
-        if only is not None and name != only: status[name] = "not selected"; continue
+        if (only is not None and name != only) or (until is not None and i > names.index(until)):
+            status[name] = "not selected"; continue
         forced = force or (start is not None and i >= names.index(start))
         if not forced and stage_is_current(run.root, name, keys[name]):
             status[name] = "skipped"
@@ -246,7 +247,7 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
              "notebook": sn.notebook.name, "inputs": inputs.get(name)}, indent=2) + "\n")
         status[name] = "ran"
         print(f"[{i + 1}/{len(stages)}] {name}: {stage_summary(sn.stage, run.results().get(name, {}))} ({secs:.1f}s)", flush=True)
-    if run.config.report.publish: _publish(run)                  # once, after the last stage; the same bytes when all were current
+    if run.config.report.publish and until is None: _publish(run)   # once, after the last stage; the same bytes when all were current
     print(f"run directory {run.root} ({time.time() - t_all:.1f}s)", flush=True)
     return status
 
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)} (default {DEFAULT_PROFILE})")
     ap.add_argument("--only", metavar="STAGE", help="run this stage only")
     ap.add_argument("--from", dest="start", metavar="STAGE", help="re-run from this stage on")
+    ap.add_argument("--until", metavar="STAGE", help="stop after this stage (e.g. --until tokenizer on a machine with the internet)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. --set sae.l1_coefficient=3e-4 (repeatable)")
     ap.add_argument("--run-dir", default="", help="run directory (default runs/<profile>)")
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         run_pipeline(a.profile, a.overrides, a.run_dir, only=a.only, start=a.start, force=a.force,
-                     progress=not a.no_progress)
+                     progress=not a.no_progress, until=a.until)
     except (ConfigError, RuntimeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr); return 1
     return 0

@@ -148,7 +148,7 @@ def train_sae(sae: SparseAutoencoder, next_batch, sc: SAEConfig, n_tokens: int, 
             bar.update(len(x))
             if logging:                                          # the only place values are read on the host
                 rec = {k: float(v) for k, v in parts.items() if v.ndim == 0}
-                rec.update(l0=float(parts["active"].float().sum(-1).mean()), step=step + 1, lr=sc.lr * lr_f,
+                rec.update(l0=float((parts["acts"] > 0).sum(-1).float().mean()), step=step + 1, lr=sc.lr * lr_f,
                            l1=l1_coefficient * l1_f, dead_fraction=float(dead.float().mean()))
                 logs.append(rec); bar.set_postfix(mse=f"{rec['mse']:.3f}", l0=f"{rec['l0']:.1f}")
     bar.close()
