@@ -95,8 +95,8 @@ def sae_loss(sae: SparseAutoencoder, x: torch.Tensor, l1_coefficient: float, dea
     xhat_s = f @ sae.W_dec + sae.b_dec              # [tokens, d_sae] @ [d_sae, d_in] -> [tokens, d_in]
     mse = (xhat_s - xs).pow(2).sum(-1).mean()
     acts = f.detach()
-    # f ≥ 0, so a latent fired in this batch iff its column sum is > 0; a matrix-vector product finds that ~20× faster
-    # than (f > 0).any(0), which cost 9 % of a CPU training step (benchmarks/sae_train.py)
+    # f ≥ 0, so a latent fired in this batch iff its column sum is > 0: a matrix-vector product finds that about 20×
+    # faster than (f > 0).any(0) on a 2,048 × 2,048 batch on the CPU, and without a [tokens, d_sae] bool tensor
     fired = (acts.new_ones(1, len(acts)) @ acts).squeeze(0) > 0                  # [d_sae]
     # tensors, not Python floats: reading a value forces a host synchronisation, so the trainer reads them only to log
     logs = {"mse": mse.detach(), "acts": acts, "fired": fired}
