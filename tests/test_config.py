@@ -101,6 +101,8 @@ def test_gpu_profile_has_the_papers_architecture():
     ("merge.method=ties", "merge.method='ties' must be slerp or lerp"),
     ("data.hub=sometimes", "data.hub='sometimes' must be never, auto or require"),
     ("matching.threshold=0", "matching.threshold=0.0 must be in (0, 1]"),
+    ("released.base=nilq/baby-python-mistral-1L-tiny-base", "released: base set but not lua, tinystories, luastories"),
+    ("released.merge_tolerance_ulps=0", "released.merge_tolerance_ulps=0.0 must be > 0"),
 ])
 def test_bad_values_fail_before_any_stage_with_key_value_and_rule(override, words):
     with pytest.raises(ConfigError, match="invalid config") as e:
@@ -119,3 +121,14 @@ def test_unknown_key_suggests_the_closest_keys_not_all_of_them():
     assert "did you mean sae.l1_coefficient" in msg and "Keys of [sae]" in msg and "data.english.sources" not in msg
     with pytest.raises(ConfigError, match="Sections: profile, data, tokenizer"):
         get_config("cpu", ["optimizer.lr=1"])
+
+
+def test_released_profile_names_the_authors_checkpoints_and_shapes():
+    r = get_config("released")
+    assert r.released.models == {"base": "nilq/baby-python-mistral-1L-tiny-base", "lua": "nilq/baby-python-mistral-1L-tiny-lua-ft",
+                                 "tinystories": "nilq/baby-python-mistral-1L-tiny-TinyStories-ft",
+                                 "luastories": "nilq/baby-python-1L-mistral-lua-stories-slerp"}
+    assert (r.model.d_model, r.model.n_heads, r.model.n_kv_heads, r.model.d_mlp, r.tokenizer.vocab_size) == (512, 16, 8, 1024, 32000)
+    assert r.tokenizer.pretrained == "mistralai/Mistral-7B-v0.1" and r.merge.t == 0.42 and r.data.hub == "auto"
+    with pytest.raises(ConfigError, match="must be a Hub id owner/name"):
+        get_config("released", ["released.lua=lua-ft"])

@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,8 +21,8 @@ from .files import atomic_write_text
 # %% auto #0
 __all__ = ['LOCATION_KEYS', 'DomainConfig', 'FilterConfig', 'DataConfig', 'TokenizerConfig', 'ModelConfig', 'TrainConfig',
            'MergeConfig', 'SAEConfig', 'MatchingConfig', 'CaseStudyConfig', 'AutointerpConfig', 'ReportConfig',
-           'RobustnessConfig', 'Config', 'ConfigError', 'valid_keys', 'unknown_key_message', 'apply_overrides',
-           'validate', 'to_dict', 'from_dict', 'save_config', 'load_config', 'config_hash']
+           'RobustnessConfig', 'ReleasedConfig', 'Config', 'ConfigError', 'valid_keys', 'unknown_key_message',
+           'apply_overrides', 'validate', 'to_dict', 'from_dict', 'save_config', 'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #3f1106a0
 @dataclass
@@ -211,6 +212,21 @@ class RobustnessConfig:
     merge_ts: tuple[float, ...] = (0.0, 0.5, 1.0)                          # SLERP t (0 = TinyStories); t* is added
     sae_variants: tuple[str, ...] = ("topk", "width:4", "tokens:0.5")
 
+# %% ../nbs/00_config.ipynb #r1c0a002
+@dataclass
+class ReleasedConfig:
+    "Checkpoints on the HF Hub (`id` or `id@revision`) analysed instead of the models trained and merged here."
+    base: str = ""
+    lua: str = ""
+    tinystories: str = ""
+    luastories: str = ""             # the released merge; our SLERP at merge.t is checked against it
+    merge_tolerance_ulps: float = 1.0  # recomputed merge vs a float16 release: at most this many fp16 units in the last place
+
+    @property
+    def models(self) -> dict[str, str]:
+        "Lineage name → Hub spec of the models set (empty: train here)."
+        return {n: v for n in ("base", "lua", "tinystories", "luastories") if (v := getattr(self, n))}
+
 # %% ../nbs/00_config.ipynb #c0a1e032
 @dataclass
 class Config:
@@ -221,6 +237,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-4, weight_decay=0.01, warmup_steps=20))
+    released: ReleasedConfig = field(default_factory=ReleasedConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     sae: SAEConfig = field(default_factory=SAEConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
@@ -354,6 +371,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("autointerp.backend", lambda v: v in ("auto", "openai", "offline"), "must be auto, openai or offline"),
     *[(f"autointerp.{k}", lambda v: v >= 0, "must be ≥ 0") for k in ("n_features", "n_persisting", "holdout_top", "holdout_random")],
     ("report.dpi", _pos, "must be > 0"),
+    ("released.merge_tolerance_ulps", _pos, "must be > 0"),
     ("robustness.bound", lambda v: 0 < v, "must be > 0"),
     ("robustness.n_resamples", _pos, "must be > 0"),
     ("robustness.paper_lr", _pos, "must be > 0"),
@@ -368,6 +386,8 @@ def _get(cfg, key: str):
     for p in key.split("."): cfg = getattr(cfg, p)
     return cfg
 
+_HUB_SPEC = re.compile(r"[\w.-]+/[\w.-]+(@[\w./-]+)?")
+
 def validate(cfg: Config) -> Config:
     "`cfg` unchanged if every value obeys its rule, else one ConfigError naming each key, its value and the rule."
     bad = [f"{k}={_get(cfg, k)!r} {rule}" for k, ok, rule in _RULES if not ok(_get(cfg, k))]
@@ -378,6 +398,10 @@ def validate(cfg: Config) -> Config:
     if s.block_size > m.max_position_embeddings: bad.append(f"sae.block_size={s.block_size} must be ≤ model.max_position_embeddings={m.max_position_embeddings}")
     if s.architecture == "topk" and s.dead_remedy == "resample": bad.append("sae.dead_remedy='resample' is for the relu architecture: use auxk with topk")
     if s.architecture == "relu" and s.dead_remedy == "auxk": bad.append("sae.dead_remedy='auxk' is for the topk architecture: use resample with relu")
+    rel = cfg.released.models
+    if rel and len(rel) < 4: bad.append(f"released: {', '.join(rel)} set but not {', '.join(n for n in ('base', 'lua', 'tinystories', 'luastories') if n not in rel)}: "
+                                        "set all four Hub ids (the authors' checkpoints) or none (train here)")
+    bad += [f"released.{n}={v!r} must be a Hub id owner/name, optionally pinned as owner/name@revision" for n, v in rel.items() if not _HUB_SPEC.fullmatch(v)]
     if bad: raise ConfigError("invalid config: " + "; ".join(bad))
     return cfg
 

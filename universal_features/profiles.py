@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 from .config import (AutointerpConfig, CaseStudyConfig, Config, ConfigError, DataConfig, DomainConfig,
-                                       MatchingConfig, MergeConfig, ModelConfig, ReportConfig, RobustnessConfig, SAEConfig,
+                                       MatchingConfig, MergeConfig, ModelConfig, ReleasedConfig, ReportConfig, RobustnessConfig, SAEConfig,
                                        TokenizerConfig, TrainConfig, apply_overrides, validate)
 
 # %% auto #0
-__all__ = ['PROFILES', 'DEFAULT_PROFILE', 'smoke_profile', 'cpu_profile', 'cpu_study_profile', 'gpu_profile',
-           'paper_shape_profile', 'paper_profile', 'get_config']
+__all__ = ['RELEASED_MODELS', 'PROFILES', 'DEFAULT_PROFILE', 'smoke_profile', 'cpu_profile', 'cpu_study_profile', 'gpu_profile',
+           'paper_shape_profile', 'paper_profile', 'released_profile', 'get_config']
 
 # %% ../nbs/00_profiles.ipynb #ca4f83cb
 _LUA_SMALL = ["deb:lua-penlight=1.13.1-3", "deb:lua-ldoc=1.4.6-2", "deb:lua-check=1.1.0-1",
@@ -162,8 +162,24 @@ def paper_profile() -> Config:
         matching=MatchingConfig(threshold=0.8, n_eval_blocks=1000),
     )
 
+# %% ../nbs/00_profiles.ipynb #r1c0a011
+RELEASED_MODELS = {"base": "nilq/baby-python-mistral-1L-tiny-base", "lua": "nilq/baby-python-mistral-1L-tiny-lua-ft",
+                   "tinystories": "nilq/baby-python-mistral-1L-tiny-TinyStories-ft",
+                   "luastories": "nilq/baby-python-1L-mistral-lua-stories-slerp"}
+
+def released_profile() -> Config:
+    "The authors' four released checkpoints (HF Hub) through our merge check, SAEs, matching, case studies and report."
+    cfg = gpu_profile()
+    cfg.profile, cfg.data.hub = "released", "auto"
+    # §2.1: their tokenizer and shapes (d 512, 16/8 heads, d_mlp 1024, vocab 32000); blocks of 256 for evaluation
+    cfg.tokenizer = TokenizerConfig(vocab_size=32000, pretrained="mistralai/Mistral-7B-v0.1", sample_mb_per_domain=0.1)
+    cfg.released = ReleasedConfig(**RELEASED_MODELS)
+    cfg.merge = MergeConfig(t=0.42)   # §5.1/§13 D1: mergekit t = 0.58 with Lua as base
+    return cfg
+
 # %% ../nbs/00_profiles.ipynb #c0a1e048
-PROFILES = {"smoke": smoke_profile, "cpu": cpu_profile, "cpu-study": cpu_study_profile, "gpu": gpu_profile, "paper-shape": paper_shape_profile, "paper": paper_profile}
+PROFILES = {"smoke": smoke_profile, "cpu": cpu_profile, "cpu-study": cpu_study_profile, "gpu": gpu_profile, "paper-shape": paper_shape_profile, "paper": paper_profile,
+            "released": released_profile}
 DEFAULT_PROFILE = "cpu"
 
 # %% ../nbs/00_profiles.ipynb #12086b4b
