@@ -31,7 +31,7 @@ def headline(results: dict) -> str:
     return ("accuracy curves cross at t* = " + (f"{t:.3f}" if t is not None else "– (they do not cross)")
             + f"; LuaStories saved at t = {results['t_used']:.3f}")
 
-STAGE = Stage("merge", reads=("merge",), needs=("train",), summary=headline)
+STAGE = Stage("merge", reads=("merge", "released"), needs=("train",), summary=headline)
 
 # %% ../nbs/04_merge.ipynb #2b1aedad
 def slerp_tensor(t: float, a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8,
@@ -123,8 +123,8 @@ PAPER_SWEEP = [(0.00, .5196, .1761), (.05, .5167, .1902), (.10, .5114, .2071), (
                (1.00, .2467, .4941)]
 
 # %% ../nbs/04_merge.ipynb #c6b315ad
-def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | None, title: str):
-    "Accuracy on both domains along t (SLERP solid, LERP dotted), the base model dashed, t* marked; beside it the paper's curves."
+def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | None, title: str, overlay_paper: bool = False):
+    "Accuracy on both domains along t (SLERP solid, LERP dotted), the base model dashed, t* marked; beside it the paper's curves (also over ours with `overlay_paper`)."
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw=dict(width_ratios=[3, 2]))
     colors = {"tinystories": "tab:orange", "lua": "tab:blue"}
     for method, style in (("slerp", "-o"), ("lerp", ":")):
@@ -135,6 +135,10 @@ def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | No
                     label=f"{d} ({method.upper()})", alpha=1.0 if method == "slerp" else 0.8)
     for d in MERGE_ENDPOINTS:
         ax.axhline(baselines[d], color=colors[d], ls="--", lw=1, label=f"{d} (base model)")
+    if overlay_paper:  # the same models swept by the authors on their validation data
+        for i, d in enumerate(MERGE_ENDPOINTS, 1):
+            ax.plot([p[0] for p in PAPER_SWEEP], [p[i] for p in PAPER_SWEEP], "x", color="black", ms=4, alpha=0.6,
+                    label="the authors' sweep" if i == 1 else None)
     if t_star is not None: ax.axvline(t_star, color="grey", lw=1); ax.text(t_star, ax.get_ylim()[0], f" t*={t_star:.2f}", va="bottom", fontsize=8)
     ax.set_xlabel("t   (0 = TinyStories fine-tune, 1 = Lua fine-tune)"); ax.set_ylabel("next-token accuracy")
     ax.set_title(title, fontsize=9); ax.legend(fontsize=7, ncol=2); ax.grid(alpha=0.3)

@@ -41,7 +41,7 @@ def headline(results: dict) -> str:
     return "; ".join(f"{m} {ev[(m, OWN_DOMAINS[m][-1])]['loss']:.3f} / {ev[(m, OWN_DOMAINS[m][-1])]['accuracy']:.3f} on "
                      f"{OWN_DOMAINS[m][-1]}" for m in TRAINED if (m, OWN_DOMAINS[m][-1]) in ev)
 
-STAGE = Stage("train", reads=("model", "train", "finetune"), needs=("tokenizer",), summary=headline)
+STAGE = Stage("train", reads=("model", "train", "finetune", "released"), needs=("tokenizer",), summary=headline)
 
 # %% ../nbs/03_train.ipynb #bafca10b
 def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine") -> float:
@@ -285,7 +285,7 @@ def evaluation_table(run: Run, models: dict[str, LanguageModel], device=None) ->
     return rows
 
 # %% ../nbs/03_train.ipynb #c3a0c104
-def lm_table(rows: list[dict]) -> Table:
+def lm_table(rows: list[dict], released: bool = False) -> Table:
     "Loss / accuracy per model (rows) and domain (columns), own domains in bold, the paper's numbers beside."
     models = list(dict.fromkeys(r["model"] for r in rows))
     cell = {(r["model"], r["domain"]): r for r in rows}
@@ -295,5 +295,8 @@ def lm_table(rows: list[dict]) -> Table:
     out = [{"model": m, **{d: show(m, d) for d in DOMAINS},
             "paper": f"{PAPER_LM[m][0]:.2f} / {PAPER_LM[m][1]:.3f}" if m in PAPER_LM else "–"} for m in models]
     return Table(out, {"model": "model", **{d: d for d in DOMAINS}, "paper": "paper (own domain, their data)"}, align="l" + "r" * (len(DOMAINS) + 1),
-                 note="loss (nats/token) / next-token accuracy on each domain's validation blocks. The paper's numbers are "
-                      "for its own data (BabyLM + The Stack + TinyStories, Mistral tokenizer, 35M-parameter models), not ours.")
+                 note="loss (nats/token) / next-token accuracy on each domain's validation blocks. " + (
+                      "The models are the authors' released checkpoints; the paper's numbers are on the full validation "
+                      "split of its own data, ours on this run's validation blocks." if released else
+                      "The paper's numbers are for its own data (BabyLM + The Stack + TinyStories, Mistral tokenizer, "
+                      "35M-parameter models), not ours."))
