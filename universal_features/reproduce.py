@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import papermill as pm
 from ipykernel.kernelspec import install
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
@@ -215,6 +214,7 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
             raise ConfigError(f"unknown stage {val!r} for {opt}; stages: {', '.join(names)}")
     inputs = stage_inputs(stages, run.config, run.root)
     keys = stage_keys(stages, run.config, inputs)
+    import papermill as pm  # 3-5 s to import: not for --help or a bad argument
     kernel = ensure_kernel()
     params = dict(profile=profile, run_dir=str(run.root), overrides=list(overrides or []))
     status, t_all = {}, time.time()
