@@ -13,4 +13,7 @@ if [ "$before" != "$after" ]; then
   git status --porcelain >&2
   exit 1
 fi
-.venv/bin/python -m pytest "$@"
+# One pytest-xdist worker per core (UF_TEST_WORKERS changes it; 0 runs in this process), each with one math thread:
+# two workers with two OpenMP threads each on two cores make PyTorch's small ops many times slower.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
+.venv/bin/python -m pytest -n "${UF_TEST_WORKERS:-auto}" --dist loadgroup "$@"

@@ -29,3 +29,14 @@ def smoke_run(tmp_path_factory, data_dir) -> Path:
                         "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     return run_dir
+
+
+# Under pytest-xdist (scripts/test.sh runs one worker per core), the tests that share a costly run directory stay on
+# one worker, so that each of these fixtures is built once: the smoke run, the paper-shape run, the released stand-ins.
+_SHARED_RUNS = {"smoke_run": "smoke", "paper_shape_run": "paper_shape", "released_run": "released", "hub_copy": "released"}
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        groups = {g for f, g in _SHARED_RUNS.items() if f in getattr(item, "fixturenames", ())}
+        if len(groups) > 1: raise pytest.UsageError(f"{item.nodeid} uses the runs of {sorted(groups)}: split it")
+        if groups: item.add_marker(pytest.mark.xdist_group(groups.pop()))
