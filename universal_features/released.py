@@ -51,7 +51,7 @@ def fetch_released(run, name: str) -> dict:
 
 # %% ../nbs/03a_released.ipynb #r1a0c014
 def fp16_ulp(x: torch.Tensor) -> torch.Tensor:
-    "The spacing of float16 numbers at |x| (2⁻²⁴ among the subnormals, below 2⁻¹⁴)."
+    "The spacing of float16 numbers at the magnitude of `x` (2⁻²⁴ among the subnormals, below 2⁻¹⁴)."
     e = torch.floor(torch.log2(x.detach().abs().float().clamp_min(2.0 ** -14)))
     return torch.exp2(e - 10)
 
