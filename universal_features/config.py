@@ -107,6 +107,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     eval_every: int = 200
     log_every: int = 10
+    eval_blocks: int = 0             # validation blocks per domain in evaluations (0 = all; the ones during training stop at 256)
 
 # %% ../nbs/00_config.ipynb #c0a1e016
 @dataclass

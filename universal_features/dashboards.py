@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
 import torch
 from matplotlib.patches import Rectangle
 
@@ -253,6 +252,7 @@ def plot_feature_grid(panels: list[list[tuple[list[str], list[float], float]]], 
 # %% ../nbs/07c_dashboards.ipynb #7c0c0029
 def plot_correlation_matrix(ax, names: list[str], r: np.ndarray, tau: float) -> None:
     "Annotated pairwise r between the features shown (a heatmap centred at r = 0); off-diagonal cells at or above τ are outlined."
+    import seaborn as sns  # 2.6 s to import: only where a figure is drawn
     sns.heatmap(r, ax=ax, vmin=-1, vmax=1, center=0, cmap="RdBu_r", annot=True, fmt=".2f", annot_kws={"fontsize": 8},
                 square=True, cbar=False, linewidths=0.5, linecolor="white", xticklabels=names, yticklabels=names)
     ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8); ax.set_yticklabels(names, rotation=0, fontsize=8)

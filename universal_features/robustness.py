@@ -14,7 +14,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
 import torch
 
 from .autoencoder import load_sae
@@ -111,6 +110,7 @@ def normalised_sweep(scores: dict, edges: list[tuple[str, str]], nulls: list[tup
 # %% ../nbs/10_robustness.ipynb #r10a0028
 def plot_normalised(rows: list[dict], sweep: list[dict], bound: float, title: str):
     "Figure: normalised persistence per transition and method with intervals (left), and against τ (right)."
+    import seaborn as sns  # 2.6 s to import: only where a figure is drawn
     sns.set_theme(style="whitegrid", context="paper")
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
     edges = list(dict.fromkeys((r["parent"], r["child"]) for r in rows))
@@ -236,6 +236,7 @@ def strength_answer(rows: list[dict], bound: float) -> str:
 # %% ../nbs/10_robustness.ipynb #r10a0041
 def plot_trajectory(rows: list[dict], title: str):
     "Figure: persistence from the base (÷ its seed null) against weight-space angle and against English loss, per lr."
+    import seaborn as sns  # 2.6 s to import: only where a figure is drawn
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for k, lr in enumerate(sorted({r["lr"] for r in rows}, reverse=True)):
@@ -278,6 +279,7 @@ def merge_rows(run: Run, ts, blocks: np.ndarray, null_means: dict[str, float], d
 # %% ../nbs/10_robustness.ipynb #r10a0052
 def plot_merge_flow(rows: list[dict], null_means: dict[str, float], title: str):
     "Figure: the share of each fine-tune's features that persist into the SLERP merge at each t."
+    import seaborn as sns  # 2.6 s to import: only where a figure is drawn
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     rs = sorted(rows, key=lambda r: r["t"])

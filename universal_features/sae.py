@@ -15,7 +15,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
 import torch
 from tqdm import tqdm
 
@@ -251,6 +250,7 @@ def sae_table(rows: list[dict]) -> Table:
 # %% ../nbs/05_sae.ipynb #f5a0c019
 def plot_densities(rows: list[dict], title: str):
     "log10 feature-density histograms, one panel per SAE in its model's colour; dead latents counted at the left edge."
+    import seaborn as sns  # 2.6 s to import: only where a figure is drawn
     fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 2.6), sharey=True, squeeze=False)
     for ax, r in zip(axes[0], rows):
         d = np.asarray(r["density"], dtype=float); floor = 1.0 / r["tokens"]

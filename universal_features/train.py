@@ -190,7 +190,7 @@ def train_lm(model: LanguageModel, blocks: np.ndarray, tc: TrainConfig, out: Pat
             rec = {"step": step + 1, "loss": last_loss, "lr": opt.param_groups[0]["lr"], "grad_norm": float(grad_norm),
                    "tokens": (step + 1) * tokens_per_step}
             if val_blocks is not None and ((step + 1) % tc.eval_every == 0 or step + 1 == total):
-                rec.update({f"val_{k}": v for k, v in evaluate(model, val_blocks, device=device, max_blocks=256).items() if k != "tokens"})
+                rec.update({f"val_{k}": v for k, v in evaluate(model, val_blocks, device=device, max_blocks=min(256, tc.eval_blocks or 256)).items() if k != "tokens"})
                 model.train()
             if rank == 0:
                 with open(log_path, "a") as f: f.write(json.dumps(rec) + "\n")
@@ -272,12 +272,12 @@ PAPER_LM = {"base": (3.1027, 0.4190), "tinystories": (2.0442, 0.5196), "lua": (2
 
 # %% ../nbs/03_train.ipynb #c3a0c102
 def evaluation_table(run: Run, models: dict[str, LanguageModel], device=None) -> list[dict]:
-    "Loss and accuracy of every model on every domain, plus the bigram baseline of each domain."
-    L = run.config.model.context_length
+    "Loss and accuracy of every model on every domain (the first `train.eval_blocks` validation blocks), plus the bigram baseline."
+    L, n = run.config.model.context_length, run.config.train.eval_blocks or None
     device = device or default_device()
     rows = []
     for d in DOMAINS:
-        val = load_blocks(run.root, d, "validation", L)
+        val = load_blocks(run.root, d, "validation", L)[:n]
         bg = bigram_baseline(load_blocks(run.root, d, "train", L), val, run.results()["tokenizer"]["vocab_size"])
         rows.append({"model": "bigram", "domain": d, **bg})
         for name, m in models.items():
