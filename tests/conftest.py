@@ -33,8 +33,7 @@ def smoke_run(tmp_path_factory, data_dir) -> Path:
 
 # Under pytest-xdist (scripts/test.sh runs one worker per core), the tests split into two groups of about equal time,
 # each on its own worker, so that each costly run directory is built once: the tests of the smoke run, and all the
-# others (among them the paper-shape run and the released stand-ins). Marks are added before xdist reads them.
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("smoke" if "smoke_run" in getattr(item, "fixturenames", ()) else "others"))
+# others (among them the paper-shape run and the released stand-ins). The mark is set as each test is collected,
+# before xdist's collection hook reads it.
+def pytest_itemcollected(item):
+    item.add_marker(pytest.mark.xdist_group("smoke" if "smoke_run" in getattr(item, "fixturenames", ()) else "others"))
