@@ -1,4 +1,5 @@
 "The repository's own consistency: generated files agree with their sources."
+import os
 import importlib.util
 import tomllib
 from pathlib import Path
@@ -50,3 +51,9 @@ def test_the_dev_lock_is_the_full_lock_without_the_interop_extra():
     full = _pins()
     assert "sae-lens" not in dev and "wandb" not in dev and "sae-lens" in full
     assert {k: full.get(k) for k in dev} == dev, "run `bash scripts/lock.sh`: the two locks disagree"
+
+
+def test_xdist_groups_take_effect(request):
+    "Under scripts/test.sh's workers, every test carries its group: else each worker builds the smoke run itself."
+    if os.environ.get("PYTEST_XDIST_WORKER") and request.config.getvalue("loadgroup"):
+        assert request.node.nodeid.endswith("@others"), request.node.nodeid
