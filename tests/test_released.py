@@ -128,7 +128,7 @@ def test_released_merge_is_reproduced_within_fp16_rounding(released_run):
     assert rm["repo_id"] == RELEASED_MODELS["luastories"] and rm["dtypes"] == ["F16"] and rm["t"] == 0.42
     assert rm["passed"] and rm["tensors_within"] == rm["tensors"] == 12 and rm["max_fp16_ulps"] <= 1.0
     table = (released_run / "tables" / "released_merge_check.md").read_text()
-    assert "model.layers.0.mlp.up_proj.weight" in table or "blocks.0.mlp.up_proj.weight" in table
+    assert "| blocks.0.mlp.up_proj.weight | 64×32 |" in table and "| True |" in table and "| False |" not in table
 
 
 def test_released_merge_check_sees_the_wrong_orientation(released_run):

@@ -36,7 +36,7 @@ def fetch_released(run, name: str) -> dict:
     spec = getattr(cfg.released, name)
     if not spec: raise ValueError(f"released.{name} is not set: this run trains its own {name} model")
     repo_id, revision = parse_hub_spec(spec)
-    folder, commit = hub_snapshot(repo_id, revision, cache_dir(cfg) / "hf", patterns=("*.json", "*.safetensors"))
+    folder, commit = hub_snapshot(repo_id, revision, cache_dir(cfg) / "hf")
     tok = run.results()["tokenizer"]
     hf = json.loads((folder / "config.json").read_text())
     bad = config_mismatches(hf, cfg.model, tok["vocab_size"])
