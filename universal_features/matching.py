@@ -30,12 +30,12 @@ from .model import LanguageModel
 from .run import Stage, check_memory
 
 # %% auto #0
-__all__ = ['STAGE', 'headline', 'CorrelationAccumulator', 'pearson_matrix', 'Matches', 'ScoreSummary', 'summarise_scores',
-           'hungarian_match', 'candidate_assignment', 'decoder_cosine', 'transition_counts', 'evaluation_blocks',
-           'accumulate', 'pair_groups', 'method_summaries', 'method_rows', 'match_pairs', 'partners_of',
-           'save_matching', 'save_stores', 'candidate_stats', 'bootstrap_best', 'bootstrap_shares', 'interval',
-           'bootstrap_all', 'transitions_table', 'threshold_sweep', 'feature_chains', 'match_rows', 'plot_flow',
-           'plot_threshold_sweep']
+__all__ = ['STAGE', 'headline', 'CorrelationAccumulator', 'pearson_matrix', 'Matches', 'merge_column_top', 'ScoreSummary',
+           'summarise_scores', 'hungarian_match', 'candidate_assignment', 'decoder_cosine', 'transition_counts',
+           'evaluation_blocks', 'accumulate', 'pair_groups', 'method_summaries', 'method_rows', 'match_pairs',
+           'partners_of', 'save_matching', 'save_stores', 'candidate_stats', 'bootstrap_best', 'bootstrap_shares',
+           'interval', 'bootstrap_all', 'transitions_table', 'threshold_sweep', 'feature_chains', 'match_rows',
+           'plot_flow', 'plot_threshold_sweep']
 
 # %% ../nbs/06_matching.ipynb #15019939
 def headline(results: dict) -> str:
@@ -68,7 +68,10 @@ class CorrelationAccumulator:
         self.sa += a64.sum(0); self.sb += b64.sum(0)
         self.saa += a64.pow(2).sum(0); self.sbb += b64.pow(2).sum(0)
         ab = a.T @ b                             # [p, t] @ [t, q] -> [p, q] at the input precision, added in float64
-        if self.sab is None: self.sab = ab.double()
+        # one chunk's products are kept as they are (float64 of them is the same numbers, and 2 GB at 16,384²);
+        # the sum of several is float64
+        if self.sab is None: self.sab = ab
+        elif self.sab.dtype != torch.float64: self.sab = self.sab.double().add_(ab)
         else: self.sab.add_(ab)
 
     def moments(self) -> tuple[torch.Tensor, ...]:
@@ -99,6 +102,31 @@ class Matches:
     child_best: np.ndarray
     child_score: np.ndarray
 
+# %% ../nbs/06_matching.ipynb #m6a0c071
+def merge_column_top(s: torch.Tensor, lo: int, top_i: torch.Tensor | None, top_v: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "Merge block `s` [r, q] (rows lo…lo+r−1) into each column's k best rows so far (`top_i`, `top_v` [≤k, q], best first)."
+    if top_v is None or len(top_v) < k:                                  # the first rows: a plain top-k down the columns
+        v, i = s.topk(min(k, len(s)), dim=0)
+        i = i + lo
+        if top_v is not None: v, i = torch.cat([top_v, v]), torch.cat([top_i, i])
+        best = v.topk(min(k, len(v)), dim=0)
+        return i.gather(0, best.indices), best.values
+    r, c = (s > top_v[-1]).nonzero(as_tuple=True)                        # entries that beat their column's k-th best
+    if len(r) == 0: return top_i, top_v
+    cols, c_local = torch.unique(c, return_inverse=True)                 # the columns that change
+    order = torch.argsort(c_local, stable=True)
+    r, c, c_local = r[order], c[order], c_local[order]
+    counts = torch.bincount(c_local, minlength=len(cols))
+    pos = torch.arange(len(r), device=s.device) - (counts.cumsum(0) - counts)[c_local]   # rank within its column
+    cand_v = torch.full((k + int(counts.max()), len(cols)), -torch.inf, device=s.device, dtype=s.dtype)
+    cand_i = torch.zeros(cand_v.shape, dtype=top_i.dtype, device=s.device)
+    cand_v[:k], cand_i[:k] = top_v[:, cols], top_i[:, cols]
+    cand_v[k + pos, c_local], cand_i[k + pos, c_local] = s[r, c], r + lo
+    best = cand_v.topk(k, dim=0)
+    top_v, top_i = top_v.clone(), top_i.clone()
+    top_v[:, cols], top_i[:, cols] = best.values, cand_i.gather(0, best.indices)
+    return top_i, top_v
+
 # %% ../nbs/06_matching.ipynb #m6a0c051
 @dataclass
 class ScoreSummary:
@@ -123,13 +151,7 @@ def summarise_scores(block: Callable[[int, int], torch.Tensor], p: int, q: int, 
         s = block(lo, hi).float()                                            # [rows, q]
         v, i = s.topk(kp, dim=1)                                             # [rows, kp]: each row's best columns
         pt.append(i.cpu()); pts.append(v.cpu())
-        # each column's best rows here: topk along dim 0 reads with a stride (4× slower at 2,048 × 16,384 than
-        # copying to column-major first and taking topk along the rows)
-        cv, ci = (t.T for t in s.T.contiguous().topk(min(kc, hi - lo), dim=1))   # [≤kc, q] each
-        ci = ci + lo
-        if ct is not None: cv, ci = torch.cat([cts, cv]), torch.cat([ct, ci])
-        best = cv.topk(min(kc, len(cv)), dim=0)                              # merged with the rows seen so far
-        cts, ct = best.values, ci.gather(0, best.indices)
+        ct, cts = merge_column_top(s, lo, ct, cts, kc)                       # [kc, q]: each column's best rows so far
         d = torch.arange(lo, max(lo, min(hi, q)), device=s.device)          # the diagonal inside this block
         diag.append(s[d - lo, d].cpu())
     return ScoreSummary(torch.cat(pt).numpy(), torch.cat(pts).numpy(), ct.T.cpu().numpy(), cts.T.cpu().numpy(),

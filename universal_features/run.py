@@ -25,7 +25,7 @@ from .model import LanguageModel, load_model
 
 # %% auto #0
 __all__ = ['REPO_ROOT', 'Stage', 'default_run_dir', 'default_device', 'device_memory_bytes', 'DeviceMemoryError', 'check_memory',
-           'Run', 'open_run']
+           'reuse_freed_memory', 'Run', 'open_run']
 
 # %% ../nbs/00c_run.ipynb #c1a0c005
 @dataclass(frozen=True)
@@ -67,6 +67,16 @@ def check_memory(need_bytes: float, device, what: str, limit_bytes: float | None
         raise DeviceMemoryError(f"{what} needs about {need_bytes / 1e9:.1f} GB on {torch.device(device)}, more than the "
                            f"{limit / 1e9:.1f} GB it can use ({fraction:.0%} of {limit / fraction / 1e9:.1f} GB): use a "
                            "smaller profile or lower the setting named above with --set")
+
+# %% ../nbs/00c_run.ipynb #c1a0c024
+def reuse_freed_memory() -> bool:
+    "Make glibc malloc keep freed large blocks for reuse (no mmap per allocation, no trimming); True when applied."
+    import ctypes, ctypes.util
+    try: libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError: return False
+    if not hasattr(libc, "mallopt"): return False                      # musl, macOS: nothing to tune
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4                                 # glibc's malloc.h
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
 
 # %% ../nbs/00c_run.ipynb #c1a0c011
 @dataclass
@@ -129,6 +139,7 @@ class Run:
 def open_run(profile: str = DEFAULT_PROFILE, run_dir: str | Path = "", overrides: list[str] | None = None) -> Run:
     "Resolve the config, write it to the run directory and return the `Run` (what each stage notebook calls first)."
     cfg = get_config(profile, overrides)
+    reuse_freed_memory()
     root = Path(run_dir) if run_dir else default_run_dir(profile)
     root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, root / "config.json")
