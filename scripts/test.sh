@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Set up, check that notebooks and package are in sync, and run the tests.
+#   bash scripts/test.sh [PYTEST ARGS]         the fast tier: every test but those marked slow (make test)
+#   bash scripts/test.sh --all [PYTEST ARGS]   the whole suite, slow checks included (make test-all, CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tier=(-m "not slow")
+if [ "${1:-}" = "--all" ]; then tier=(); shift; fi
 bash scripts/setup.sh
 export UF_DATA_DIR="${UF_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 before=$(git status --porcelain)
@@ -16,4 +20,4 @@ fi
 # One pytest-xdist worker per core (UF_TEST_WORKERS changes it; 0 runs in this process), each with one math thread:
 # two workers with two OpenMP threads each on two cores make PyTorch's small ops many times slower.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
-.venv/bin/python -m pytest -n "${UF_TEST_WORKERS:-auto}" --dist loadgroup "$@"
+.venv/bin/python -m pytest -n "${UF_TEST_WORKERS:-auto}" --dist loadgroup ${tier[@]+"${tier[@]}"} "$@"

@@ -1,4 +1,7 @@
+import fcntl
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,22 +21,38 @@ def data_dir() -> Path:
     return d
 
 
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory, data_dir) -> Path:
-    "The whole smoke pipeline, run once per test session through the command-line runner."
-    import subprocess, sys
-    if os.environ.get("UF_TEST_SMOKE_RUN"):   # reuse a finished smoke run directory while iterating on tests
-        return Path(os.environ["UF_TEST_SMOKE_RUN"])
-    run_dir = tmp_path_factory.mktemp("smoke")
-    r = subprocess.run([sys.executable, "-m", "universal_features.reproduce", "--no-progress", "--profile", "smoke",
-                        "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout + r.stderr
+def shared_run(tmp_path_factory, name: str, args: list[str], timeout: int = 1800) -> Path:
+    """A run directory built once per test session through the command-line runner, and shared by every xdist worker.
+
+    The first worker to ask builds it under a lock in the session's common temporary folder; the others wait for it
+    and then read the same directory. A failed build is recorded, so the other workers fail at once with its output."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"): root = root.parent          # common to this session's workers
+    run_dir, done, failed = root / name, root / f"{name}.done", root / f"{name}.failed"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists(): pytest.fail(failed.read_text())
+        if not done.exists():
+            r = subprocess.run([sys.executable, "-m", "universal_features.reproduce", "--no-progress", *args,
+                                "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=timeout)
+            if r.returncode:
+                failed.write_text(f"building the shared {name} run failed:\n" + r.stdout[-4000:] + r.stderr[-4000:])
+                pytest.fail(failed.read_text())
+            done.touch()
     return run_dir
 
 
-# Under pytest-xdist (scripts/test.sh runs one worker per core), the tests split into two groups of about equal time,
-# each on its own worker, so that each costly run directory is built once: the tests of the smoke run, and all the
-# others (among them the paper-shape run and the released stand-ins). The mark is set as each test is collected,
-# before xdist's collection hook reads it.
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, data_dir) -> Path:
+    "The whole smoke pipeline, run once per test session through the command-line runner."
+    if os.environ.get("UF_TEST_SMOKE_RUN"):   # reuse a finished smoke run directory while iterating on tests
+        return Path(os.environ["UF_TEST_SMOKE_RUN"])
+    return shared_run(tmp_path_factory, "smoke", ["--profile", "smoke"], timeout=900)
+
+
+# Under pytest-xdist (scripts/test.sh runs one worker per core) the tests run in two lanes, one per worker, of about
+# equal time: the tests that read the smoke run, and all the others (among them the paper-shape run and the released
+# stand-ins). Each costly run directory is then built once. The mark is set as each test is collected, before xdist's
+# collection hook reads it.
 def pytest_itemcollected(item):
     item.add_marker(pytest.mark.xdist_group("smoke" if "smoke_run" in getattr(item, "fixturenames", ()) else "others"))

@@ -138,6 +138,7 @@ def _open(browser, base: str, page: str) -> tuple[list, list]:
     return browser.execute_script(_IMAGES_JS), browser.execute_script(_LINKS_JS)
 
 
+@pytest.mark.slow
 def test_site_pages_render_in_chromium(browser, site, server, smoke_run):
     _require_chromium()
     browser = browser()
@@ -183,6 +184,7 @@ def test_site_pages_render_in_chromium(browser, site, server, smoke_run):
     assert any(u.endswith("/explorer.html") for u in links)
 
 
+@pytest.mark.slow
 def test_explorer_page_has_dashboards(browser, site, server):
     _require_chromium()
     browser = browser()

@@ -289,6 +289,7 @@ def _redrawn(driver, before: list[str], what: str, lab: Lab) -> list[dict]:
 
 # --- the tests -----------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_explorer_widgets_work_in_jupyterlab(lab, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -332,6 +333,7 @@ def test_explorer_widgets_work_in_jupyterlab(lab, browser):
     lab.shutdown_session(name)
 
 
+@pytest.mark.slow
 def test_stage_notebook_runs_in_jupyterlab(lab, browser):
     from selenium.webdriver.common.by import By
     name = "11_report.ipynb"

@@ -31,6 +31,7 @@ def test_paper_shape_has_the_gpu_profiles_shapes():
     assert (ps.sae.expansion_factor, ps.sae.block_size, ps.sae.hook_name) == (gpu.sae.expansion_factor, gpu.sae.block_size, gpu.sae.hook_name)
 
 
+@pytest.mark.slow
 def test_every_stage_runs_at_16384_latents(paper_shape_run):
     res = json.loads((paper_shape_run / "results.json").read_text())
     assert set(res) >= {"data", "tokenizer", "train", "merge", "sae", "matching", "case_studies", "autointerp", "explorer", "report"}

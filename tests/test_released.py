@@ -92,6 +92,7 @@ def _overrides(vocab_size: int) -> list[str]:
            "merge.lerp_step": 0.5, "merge.sweep_eval_blocks": 8, "robustness.n_resamples": 200}
     for section in ("sae", "matching", "case_studies", "autointerp"):
         out.update({f"{section}.{k}": v for k, v in smoke[section].items()})
+    out["sae.null_seeds"] = 0           # the seed null's SAEs and pairs are the smoke run's to test, not this profile's
     for d in ("english", "python", "lua", "tinystories"):
         out.update({f"data.{d}.{k}": v for k, v in smoke["data"][d].items()})
     text = lambda v: v if isinstance(v, str) else ("none" if v is None else json.dumps(v))
@@ -109,6 +110,7 @@ def released_run(tmp_path_factory, hub_copy) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_released_profile_reads_the_four_checkpoints(released_run, hub_copy):
     from universal_features.model import load_model
     res = json.loads((released_run / "results.json").read_text())
@@ -123,6 +125,7 @@ def test_released_profile_reads_the_four_checkpoints(released_run, hub_copy):
     assert {r["d_sae"] for r in res["sae"].values()} == {64 * get_config("smoke").sae.expansion_factor}
 
 
+@pytest.mark.slow
 def test_released_merge_is_reproduced_within_fp16_rounding(released_run):
     rm = json.loads((released_run / "results.json").read_text())["merge"]["released_merge"]
     assert rm["repo_id"] == RELEASED_MODELS["luastories"] and rm["dtypes"] == ["F16"] and rm["t"] == 0.42
@@ -131,6 +134,7 @@ def test_released_merge_is_reproduced_within_fp16_rounding(released_run):
     assert "| blocks.0.mlp.up_proj.weight | 64×32 |" in table and "| True |" in table and "| False |" not in table
 
 
+@pytest.mark.slow
 def test_released_merge_check_sees_the_wrong_orientation(released_run):
     "Our SLERP at 0.58 (mergekit's t read in our orientation, TinyStories at 0) misses the release by far."
     from universal_features.merge import merged_model
@@ -142,6 +146,7 @@ def test_released_merge_check_sees_the_wrong_orientation(released_run):
     assert not summary["passed"] and summary["max_fp16_ulps"] > 100
 
 
+@pytest.mark.slow
 def test_released_eval_table_and_report(released_run):
     lm = (released_run / "tables" / "lm_eval.md").read_text()
     assert "3.10 / 0.419" in lm and "2.04 / 0.520" in lm and "2.45 / 0.494" in lm and "released checkpoints" in lm
@@ -151,6 +156,7 @@ def test_released_eval_table_and_report(released_run):
     assert (released_run / "figures" / "fig5_slerp_sweep.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_released_checkpoint_of_another_shape_is_one_clear_error(released_run, hub_copy, tmp_path):
     "The profile's own d_model (512) against the 32-wide stand-ins: the train stage names the fields to --set."
     from universal_features.model import CheckpointError

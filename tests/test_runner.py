@@ -77,28 +77,33 @@ def test_changing_a_value_reruns_only_affected_stages(smoke, tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["autointerp"]["n_features"] == 3
 
 
+@pytest.mark.slow
 def test_killed_mid_stage_restarts_to_the_same_results(smoke, tmp_path):
-    "SIGKILL the runner while a stage executes; a plain rerun completes it and everything after with identical results."
+    """SIGKILL the runner while a stage executes; a plain rerun completes it and everything after with identical results.
+
+    The stage killed is the robustness study, in the middle of training its fine-tune snapshots: the rerun resumes
+    them from their checkpoints."""
     import signal, time
     run_dir = tmp_path / "killed"
     shutil.copytree(smoke, run_dir)
     names = [s.stage.name for s in discover_stages()]
-    for n in names[names.index("matching"):]:
+    for n in names[names.index("robustness"):]:
         (run_dir / ".stages" / f"{n}.json").unlink(); (run_dir / "logs" / f"{n}.log").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "robustness")                   # its snapshots are trained again, and killed mid-way
     p = subprocess.Popen([sys.executable, "-m", "universal_features.reproduce", "--no-progress", "--profile", "smoke",
                           "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
-    log = run_dir / "logs" / "matching.log"
+    log = run_dir / "logs" / "robustness.log"
     deadline = time.time() + 300
     while time.time() < deadline and not (log.exists() and log.stat().st_size > 0):  # the stage's cells have started
         time.sleep(0.2)
     time.sleep(1.0)
     assert p.poll() is None, "the runner finished before it could be killed"
     os.killpg(p.pid, signal.SIGKILL); p.wait()
-    assert not (run_dir / ".stages" / "matching.json").exists(), "a killed stage must not be marked done"
+    assert not (run_dir / ".stages" / "robustness.json").exists(), "a killed stage must not be marked done"
     r = reproduce("--profile", "smoke", "--run-dir", str(run_dir))
     assert r.returncode == 0, r.stderr
-    assert "sae: unchanged, skipped" in r.stdout and "matching: running" in r.stdout
+    assert "explorer: unchanged, skipped" in r.stdout and "robustness: running" in r.stdout
     assert (run_dir / "results.json").read_text() == (smoke / "results.json").read_text()
     assert not [f for f in run_dir.rglob("*") if ".tmp" in f.name], "no temporary files may be left behind"
 
@@ -112,6 +117,7 @@ def test_stage_keys_propagate_downstream():
     assert a["data"] == c["data"] and a["tokenizer"] == c["tokenizer"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_results(smoke, tmp_path, data_dir):
     "A second run from scratch up to the SAEs gives the same bytes: corpora, tokenizer, every model and SAE, every result.\n\n    The stages after the SAEs are rerun, and their results compared, by the kill-and-restart test above."
     again = tmp_path / "again"
@@ -176,6 +182,7 @@ def test_a_copied_run_directory_skips_its_finished_stages(smoke, tmp_path):
     assert r.stdout.count("unchanged, skipped") == len(discover_stages()) and ": running" not in r.stdout
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_on_a_copied_run_directory(smoke, tmp_path):
     "scripts/gpu_check.sh end to end on the CPU (--allow-cpu): tests, pipeline (all stages current), report, --out."
     moved, out = tmp_path / "gpu_run", tmp_path / "out"

@@ -107,6 +107,7 @@ def _train_cli(smoke_run, out, nproc):
     return [json.loads(l)["loss"] for l in open(out / "metrics.jsonl")]
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes_match_one(smoke_run, tmp_path):
     single = _train_cli(smoke_run, tmp_path / "single", 1)
     ddp = _train_cli(smoke_run, tmp_path / "ddp", 2)

@@ -564,6 +564,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                 'universal_features/reproduce.py'),
                                               'universal_features.reproduce.ensure_kernel': ( 'reproduce.html#ensure_kernel',
                                                                                               'universal_features/reproduce.py'),
+                                              'universal_features.reproduce.import_papermill': ( 'reproduce.html#import_papermill',
+                                                                                                 'universal_features/reproduce.py'),
                                               'universal_features.reproduce.main': ( 'reproduce.html#main',
                                                                                      'universal_features/reproduce.py'),
                                               'universal_features.reproduce.run_pipeline': ( 'reproduce.html#run_pipeline',

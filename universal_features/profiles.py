@@ -116,8 +116,8 @@ def paper_shape_profile() -> Config:
     doms = _domains(dict(english=0.5, python=0.5, lua=0.5, tinystories=0.5),
                     dict(english=_BABYLM_FILES[:3] + _ENGLISH_REGISTRY[:1], python=["stdlib"], lua=_LUA_SMALL,
                          tinystories=_TINYSTORIES), validation_fraction=0.1)
-    # 16 validation blocks per domain in the evaluation tables: three d-512 models on every block took half the train stage
-    steps = dict(checkpoint_every=1000, eval_every=1000, log_every=1, batch_size=4, warmup_steps=1, eval_blocks=16)
+    # 8 validation blocks per domain in the evaluation tables: three d-512 models on every block took half the train stage
+    steps = dict(checkpoint_every=1000, eval_every=1000, log_every=1, batch_size=4, warmup_steps=1, eval_blocks=8)
     return Config(
         profile="paper-shape", data=DataConfig(**doms),
         tokenizer=TokenizerConfig(vocab_size=cfg.tokenizer.vocab_size, sample_mb_per_domain=0.5), model=cfg.model,

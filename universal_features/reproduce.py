@@ -30,7 +30,8 @@ from .run import REPO_ROOT, Run, Stage, open_run
 
 # %% auto #0
 __all__ = ['KERNEL_NAME', 'StageNotebook', 'discover_stages', 'stage_inputs', 'stage_keys', 'stage_is_current', 'ensure_kernel',
-           'LocalKernelManager', 'stage_summary', 'stable_outputs', 'write_back', 'run_pipeline', 'main']
+           'LocalKernelManager', 'stage_summary', 'stable_outputs', 'write_back', 'import_papermill', 'run_pipeline',
+           'main']
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c001
 KERNEL_NAME = "universal-features"
@@ -184,6 +185,16 @@ def write_back(executed: Path, source: Path, replace: dict[str, str]) -> bool:
     atomic_write_text(source, new)
     return True
 
+# %% ../nbs/00d_reproduce.ipynb #r0a0c041
+def import_papermill():
+    "The papermill module, imported without rfc3987_syntax's 3.5 s of grammar building."
+    hide = "rfc3987_syntax" not in sys.modules
+    if hide: sys.modules["rfc3987_syntax"] = None                      # `import rfc3987_syntax` raises ImportError
+    try: import papermill
+    finally:
+        if hide: del sys.modules["rfc3987_syntax"]
+    return papermill
+
 # %% ../nbs/00d_reproduce.ipynb #r0a0c028
 def _publish(run: Run) -> list[Path]:
     "Copy the run's figures and tables to the top-level figures/ and paper/, and its outputs into nbs/ (reference profile only)."
@@ -214,8 +225,7 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
             raise ConfigError(f"unknown stage {val!r} for {opt}; stages: {', '.join(names)}")
     inputs = stage_inputs(stages, run.config, run.root)
     keys = stage_keys(stages, run.config, inputs)
-    import papermill as pm  # 3-5 s to import: not for --help or a bad argument
-    kernel = ensure_kernel()
+    pm, kernel = None, None
     params = dict(profile=profile, run_dir=str(run.root), overrides=list(overrides or []))
     status, t_all = {}, time.time()
     for i, sn in enumerate(stages):
@@ -232,12 +242,16 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
         out_nb.parent.mkdir(parents=True, exist_ok=True)
         log = run.root / "logs" / f"{name}.log"; log.parent.mkdir(parents=True, exist_ok=True)
         print(f"[{i + 1}/{len(stages)}] {name}: running {sn.notebook.name}", flush=True)
+        if pm is None: pm, kernel = import_papermill(), ensure_kernel()   # only when a stage runs
         t0 = time.time()
         try:
+            # the executed notebook is written when the stage ends or fails, not after every cell (each write validates
+            # the whole notebook: 5 s of the data stage's 12); the output streams to the log as it runs
             with open(log, "w") as logf:
                 pm.execute_notebook(str(sn.notebook), str(out_nb), parameters=params, kernel_name=kernel, language="python",
                                     cwd=str(sn.notebook.parent), progress_bar=progress, log_output=progress,
-                                    stdout_file=logf, stderr_file=logf, kernel_manager_class=LocalKernelManager)
+                                    stdout_file=logf, stderr_file=logf, kernel_manager_class=LocalKernelManager,
+                                    request_save_on_cell_execute=False)
         except pm.PapermillExecutionError as e:
             raise RuntimeError(f"stage {name} failed: {e.ename}: {e.evalue}\n"
                                f"  the executed notebook is {out_nb}; its output is in {log}") from None
