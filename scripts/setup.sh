@@ -18,11 +18,13 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] || [ req
   if [ -n "$FIND_LINKS" ] && ls "$FIND_LINKS"/torch-2.13.0+cpu-* >/dev/null 2>&1; then index=(--find-links "$FIND_LINKS")
   else index=(--extra-index-url "${UF_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"); fi
   if .venv/bin/python -m uv --version >/dev/null 2>&1 || .venv/bin/python -m pip install --quiet --disable-pip-version-check uv; then
-    .venv/bin/python -m uv pip sync --quiet --python .venv/bin/python --index-strategy unsafe-best-match "${index[@]}" "$LOCK"
+    # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on this project's CI machines) Python never caches
+    # bytecode itself, and every process and notebook kernel would compile torch & co. from source (import torch: 8 s, not 3.6)
+    .venv/bin/python -m uv pip sync --quiet --compile-bytecode --python .venv/bin/python --index-strategy unsafe-best-match "${index[@]}" "$LOCK"
     .venv/bin/python -m uv pip install --quiet --python .venv/bin/python --no-deps -e .
   else
     echo "note: uv is not available; installing the lock with pip (slower)"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check "${index[@]}" -r "$LOCK"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --compile "${index[@]}" -r "$LOCK"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
   fi
   touch .venv/.installed
