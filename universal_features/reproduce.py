@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import importlib
 import json
@@ -13,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +32,8 @@ from .run import REPO_ROOT, Run, Stage, open_run
 
 # %% auto #0
 __all__ = ['KERNEL_NAME', 'StageNotebook', 'discover_stages', 'stage_inputs', 'stage_keys', 'stage_is_current', 'ensure_kernel',
-           'LocalKernelManager', 'stage_summary', 'stable_outputs', 'write_back', 'import_papermill', 'run_pipeline',
-           'main']
+           'LocalKernelManager', 'WarmKernel', 'stage_summary', 'stable_outputs', 'write_back', 'import_papermill',
+           'run_pipeline', 'main']
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c001
 KERNEL_NAME = "universal-features"
@@ -143,6 +145,40 @@ class LocalKernelManager(AsyncKernelManager):
         d = Path(jupyter_runtime_dir()); d.mkdir(parents=True, exist_ok=True)
         return str(d / f"uf-kernel-{os.getpid()}-{id(self):x}-ipc")
 
+# %% ../nbs/00d_reproduce.ipynb #r0a0c131
+class WarmKernel:
+    "A kernel started in a background thread, in `cwd`, that has imported `module`; `take()` waits for it."
+    def __init__(self, kernel_name: str, cwd: Path, module: str | None = None, timeout: float = 600):
+        self.km, self.error = LocalKernelManager(kernel_name=kernel_name), None
+        self._thread = threading.Thread(target=self._start, args=(str(cwd), module, timeout), daemon=True)
+        self._thread.start()
+
+    def _start(self, cwd: str, module: str | None, timeout: float) -> None:
+        async def start():
+            await self.km.start_kernel(cwd=cwd)
+            kc = self.km.client(); kc.start_channels()
+            try:
+                await kc.wait_for_ready(timeout=timeout)
+                if module:   # silent: no execution count, no output; the notebook's own import then costs nothing
+                    reply = await kc.execute_interactive(f"import {module}", silent=True, store_history=False,
+                                                         output_hook=lambda msg: None, timeout=timeout)
+                    if reply["content"]["status"] != "ok":
+                        raise RuntimeError(f"import {module}: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+            finally: kc.stop_channels()
+        try: asyncio.run(start())
+        except Exception as e: self.error = e
+
+    def take(self) -> LocalKernelManager | None:
+        "The ready kernel's manager; None when it failed (its kernel is then shut down)."
+        self._thread.join()
+        if self.error is None and self.km.has_kernel: return self.km
+        self.shutdown(); return None
+
+    def shutdown(self) -> None:
+        "Stop the kernel (gracefully: it may still write its history), once it has started."
+        self._thread.join()
+        if self.km.has_kernel: asyncio.run(self.km.shutdown_kernel())
+
 # %% ../nbs/00d_reproduce.ipynb #r0a0c104
 def stage_summary(stage: Stage, results: dict) -> str:
     "The stage's one-line headline from its results (its `summary`), or 'done' when it has none or it cannot be read."
@@ -227,40 +263,57 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
     keys = stage_keys(stages, run.config, inputs)
     pm, kernel = None, None
     params = dict(profile=profile, run_dir=str(run.root), overrides=list(overrides or []))
-    status, t_all = {}, time.time()
+    status, t_all, plan = {}, time.time(), {}
     for i, sn in enumerate(stages):
         name = sn.stage.name
-        if (only is not None and name != only) or (until is not None and i > names.index(until)):
-            status[name] = "not selected"; continue
         forced = force or (start is not None and i >= names.index(start))
-        if not forced and stage_is_current(run.root, name, keys[name]):
-            status[name] = "skipped"
-            print(f"[{i + 1}/{len(stages)}] {name}: unchanged, skipped", flush=True)
-            continue
-        _marker(run.root, name).unlink(missing_ok=True)
-        out_nb = run.root / "notebooks" / sn.notebook.name
-        out_nb.parent.mkdir(parents=True, exist_ok=True)
-        log = run.root / "logs" / f"{name}.log"; log.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[{i + 1}/{len(stages)}] {name}: running {sn.notebook.name}", flush=True)
-        if pm is None: pm, kernel = import_papermill(), ensure_kernel()   # only when a stage runs
-        t0 = time.time()
-        try:
-            # the executed notebook is written when the stage ends or fails, not after every cell (each write validates
-            # the whole notebook: 5 s of the data stage's 12); the output streams to the log as it runs
-            with open(log, "w") as logf:
-                pm.execute_notebook(str(sn.notebook), str(out_nb), parameters=params, kernel_name=kernel, language="python",
-                                    cwd=str(sn.notebook.parent), progress_bar=progress, log_output=progress,
-                                    stdout_file=logf, stderr_file=logf, kernel_manager_class=LocalKernelManager,
-                                    request_save_on_cell_execute=False)
-        except pm.PapermillExecutionError as e:
-            raise RuntimeError(f"stage {name} failed: {e.ename}: {e.evalue}\n"
-                               f"  the executed notebook is {out_nb}; its output is in {log}") from None
-        secs = time.time() - t0
-        atomic_write_text(_marker(run.root, name), json.dumps(      # wall-clock times: for reports, never for results
-            {"key": keys[name], "seconds": round(secs, 2), "started": round(t0, 3), "finished": round(t0 + secs, 3),
-             "notebook": sn.notebook.name, "inputs": inputs.get(name)}, indent=2) + "\n")
-        status[name] = "ran"
-        print(f"[{i + 1}/{len(stages)}] {name}: {stage_summary(sn.stage, run.results().get(name, {}))} ({secs:.1f}s)", flush=True)
+        if (only is not None and name != only) or (until is not None and i > names.index(until)): plan[name] = "not selected"
+        elif not forced and stage_is_current(run.root, name, keys[name]): plan[name] = "skipped"
+        else: plan[name] = "run"
+    to_run = [sn for sn in stages if plan[sn.stage.name] == "run"]
+    warm, closing = {}, []                                    # stage name -> its kernel, started ahead of its turn
+    try:
+        for i, sn in enumerate(stages):
+            name = sn.stage.name
+            if plan[name] == "not selected": status[name] = "not selected"; continue
+            if plan[name] == "skipped":
+                status[name] = "skipped"
+                print(f"[{i + 1}/{len(stages)}] {name}: unchanged, skipped", flush=True)
+                continue
+            _marker(run.root, name).unlink(missing_ok=True)
+            out_nb = run.root / "notebooks" / sn.notebook.name
+            out_nb.parent.mkdir(parents=True, exist_ok=True)
+            log = run.root / "logs" / f"{name}.log"; log.parent.mkdir(parents=True, exist_ok=True)
+            print(f"[{i + 1}/{len(stages)}] {name}: running {sn.notebook.name}", flush=True)
+            if pm is None: pm, kernel = import_papermill(), ensure_kernel()   # only when a stage runs
+            t0 = time.time()
+            mine = warm.pop(name, None) or WarmKernel(kernel, sn.notebook.parent, f"universal_features.{sn.module}")
+            k = to_run.index(sn)
+            if k + 1 < len(to_run):
+                nxt = to_run[k + 1]
+                warm[nxt.stage.name] = WarmKernel(kernel, nxt.notebook.parent, f"universal_features.{nxt.module}")
+            try:
+                # the executed notebook is written when the stage ends or fails, not after every cell (each write validates
+                # the whole notebook: 5 s of the data stage's 12); the output streams to the log as it runs
+                with open(log, "w") as logf:
+                    pm.execute_notebook(str(sn.notebook), str(out_nb), parameters=params, kernel_name=kernel, language="python",
+                                        cwd=str(sn.notebook.parent), progress_bar=progress, log_output=progress,
+                                        stdout_file=logf, stderr_file=logf, kernel_manager_class=LocalKernelManager,
+                                        km=mine.take(), request_save_on_cell_execute=False)
+            except pm.PapermillExecutionError as e:
+                raise RuntimeError(f"stage {name} failed: {e.ename}: {e.evalue}\n"
+                                   f"  the executed notebook is {out_nb}; its output is in {log}") from None
+            finally:   # the finished kernel exits while the next stage starts
+                closing.append(threading.Thread(target=mine.shutdown)); closing[-1].start()
+            secs = time.time() - t0
+            atomic_write_text(_marker(run.root, name), json.dumps(      # wall-clock times: for reports, never for results
+                {"key": keys[name], "seconds": round(secs, 2), "started": round(t0, 3), "finished": round(t0 + secs, 3),
+                 "notebook": sn.notebook.name, "inputs": inputs.get(name)}, indent=2) + "\n")
+            status[name] = "ran"
+            print(f"[{i + 1}/{len(stages)}] {name}: {stage_summary(sn.stage, run.results().get(name, {}))} ({secs:.1f}s)", flush=True)
+    finally:
+        for w in warm.values(): w.shutdown()
+        for c in closing: c.join()
     if run.config.report.publish and until is None: _publish(run)   # once, after the last stage; the same bytes when all were current
     print(f"run directory {run.root} ({time.time() - t_all:.1f}s)", flush=True)
     return status
