@@ -81,10 +81,11 @@ class CorrelationAccumulator:
         return ma, mb, (self.saa / n - ma ** 2).clamp_min(0).sqrt(), (self.sbb / n - mb ** 2).clamp_min(0).sqrt()
 
     def correlation(self, lo: int = 0, hi: int | None = None) -> torch.Tensor:
-        "[hi − lo, q] Pearson r of parent features lo … hi−1 with every child feature; 0 where either is constant."
+        "[hi − lo, q] float32 Pearson r of parent features lo … hi−1 with every child feature; 0 where either is constant."
         hi = self.p if hi is None else hi
-        ma, mb, sa, sb = self.moments()
-        return pearson_from_moments(self.sab[lo:hi], ma[lo:hi, None], mb[None, :], sa[lo:hi, None], sb[None, :], n=self.n)
+        # computed in float64 from float64 sums; one chunk's float32 products gain nothing from it (and it costs 3x)
+        ma, mb, sa, sb = (m.to(self.sab.dtype) for m in self.moments())
+        return pearson_from_moments(self.sab[lo:hi], ma[lo:hi, None], mb[None, :], sa[lo:hi, None], sb[None, :], n=self.n).float()
 
 # %% ../nbs/06_matching.ipynb #m6a0c007
 def pearson_matrix(a: torch.Tensor, b: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
