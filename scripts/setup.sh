@@ -33,6 +33,7 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] || [ req
 import importlib, pkgutil, universal_features
 for m in pkgutil.iter_modules(universal_features.__path__): importlib.import_module('universal_features.' + m.name)
 import ipykernel.kernelapp, matplotlib_inline.backend_inline, seaborn, transformers, IPython.core.display, pytest, xdist
+import torch._dynamo  # the first torch.optim optimizer imports it
 from universal_features.reproduce import import_papermill; import_papermill(); import nbclient, jupyter_client"
   touch .venv/.installed
 fi

@@ -578,6 +578,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                  'universal_features/reproduce.py'),
                                               'universal_features.reproduce.main': ( 'reproduce.html#main',
                                                                                      'universal_features/reproduce.py'),
+                                              'universal_features.reproduce.preload': ( 'reproduce.html#preload',
+                                                                                        'universal_features/reproduce.py'),
                                               'universal_features.reproduce.run_pipeline': ( 'reproduce.html#run_pipeline',
                                                                                              'universal_features/reproduce.py'),
                                               'universal_features.reproduce.stable_outputs': ( 'reproduce.html#stable_outputs',

@@ -32,8 +32,8 @@ from .run import REPO_ROOT, Run, Stage, open_run
 
 # %% auto #0
 __all__ = ['KERNEL_NAME', 'StageNotebook', 'discover_stages', 'stage_inputs', 'stage_keys', 'stage_is_current', 'ensure_kernel',
-           'LocalKernelManager', 'WarmKernel', 'stage_summary', 'stable_outputs', 'write_back', 'import_papermill',
-           'run_pipeline', 'main']
+           'LocalKernelManager', 'WarmKernel', 'preload', 'stage_summary', 'stable_outputs', 'write_back',
+           'import_papermill', 'run_pipeline', 'main']
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c001
 KERNEL_NAME = "universal-features"
@@ -147,23 +147,23 @@ class LocalKernelManager(AsyncKernelManager):
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c131
 class WarmKernel:
-    "A kernel started in a background thread, in `cwd`, that has imported `module`; `take()` waits for it."
-    def __init__(self, kernel_name: str, cwd: Path, module: str | None = None, timeout: float = 600):
+    "A kernel started in a background thread, in `cwd`, that has imported `modules`; `take()` waits for it."
+    def __init__(self, kernel_name: str, cwd: Path, modules: tuple[str, ...] = (), timeout: float = 600):
         self.km, self.error = LocalKernelManager(kernel_name=kernel_name), None
-        self._thread = threading.Thread(target=self._start, args=(str(cwd), module, timeout), daemon=True)
+        self._thread = threading.Thread(target=self._start, args=(str(cwd), modules, timeout), daemon=True)
         self._thread.start()
 
-    def _start(self, cwd: str, module: str | None, timeout: float) -> None:
+    def _start(self, cwd: str, modules: tuple[str, ...], timeout: float) -> None:
         async def start():
             await self.km.start_kernel(cwd=cwd)
             kc = self.km.client(); kc.start_channels()
             try:
                 await kc.wait_for_ready(timeout=timeout)
-                if module:   # silent: no execution count, no output; the notebook's own import then costs nothing
-                    reply = await kc.execute_interactive(f"import {module}", silent=True, store_history=False,
+                if modules:   # silent: no execution count, no output; the notebook's own imports then cost nothing
+                    reply = await kc.execute_interactive(f"import {', '.join(modules)}", silent=True, store_history=False,
                                                          output_hook=lambda msg: None, timeout=timeout)
                     if reply["content"]["status"] != "ok":
-                        raise RuntimeError(f"import {module}: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+                        raise RuntimeError(f"import {', '.join(modules)}: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
             finally: kc.stop_channels()
         try: asyncio.run(start())
         except Exception as e: self.error = e
@@ -178,6 +178,11 @@ class WarmKernel:
         "Stop the kernel (gracefully: it may still write its history), once it has started."
         self._thread.join()
         if self.km.has_kernel: asyncio.run(self.km.shutdown_kernel())
+
+# %% ../nbs/00d_reproduce.ipynb #r0a0c133
+def preload(sn: StageNotebook) -> tuple[str, ...]:
+    "What a stage's kernel imports ahead of its turn: the stage's module and the modules its `Stage` names."
+    return (f"universal_features.{sn.module}", *sn.stage.preload)
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c104
 def stage_summary(stage: Stage, results: dict) -> str:
@@ -287,11 +292,11 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
             print(f"[{i + 1}/{len(stages)}] {name}: running {sn.notebook.name}", flush=True)
             if pm is None: pm, kernel = import_papermill(), ensure_kernel()   # only when a stage runs
             t0 = time.time()
-            mine = warm.pop(name, None) or WarmKernel(kernel, sn.notebook.parent, f"universal_features.{sn.module}")
+            mine = warm.pop(name, None) or WarmKernel(kernel, sn.notebook.parent, preload(sn))
             k = to_run.index(sn)
             if k + 1 < len(to_run):
                 nxt = to_run[k + 1]
-                warm[nxt.stage.name] = WarmKernel(kernel, nxt.notebook.parent, f"universal_features.{nxt.module}")
+                warm[nxt.stage.name] = WarmKernel(kernel, nxt.notebook.parent, preload(nxt))
             try:
                 # the executed notebook is written when the stage ends or fails, not after every cell (each write validates
                 # the whole notebook: 5 s of the data stage's 12); the output streams to the log as it runs

@@ -46,7 +46,8 @@ def headline(results: dict) -> str:
     return ("persistence ÷ seed null: " + ", ".join(f"{display_name(r['parent'])}→{display_name(r['child'])} {r['normalised']:.2f} "
             f"[{r['low']:.2f}, {r['high']:.2f}]" for r in rows) + f"; few features persist: {results['verdict']}")
 
-STAGE = Stage("robustness", reads=("robustness",), needs=("matching",), summary=headline)
+STAGE = Stage("robustness", reads=("robustness",), needs=("matching",), summary=headline,
+                preload=("torch._dynamo",))   # its study trains: the optimizer's import
 
 # %% ../nbs/10_robustness.ipynb #r10a0011
 def share(score: np.ndarray, alive: np.ndarray, tau: float) -> float:

@@ -37,6 +37,7 @@ class Stage:
     env: tuple[str, ...] = ()   # environment variables that change its results (only a digest enters the key)
     inputs: Callable[[Config], str | None] | None = None  # fingerprint of what it reads from outside the run directory
     summary: Callable[[dict], str] | None = None           # its headline in one line, from its results
+    preload: tuple[str, ...] = ()   # modules its kernel imports before its turn, besides its own (reproduce.WarmKernel)
 
 # %% ../nbs/00c_run.ipynb #c1a0c008
 REPO_ROOT = Path(universal_features.__file__).resolve().parent.parent  # the clone: nbs/, figures/, paper/

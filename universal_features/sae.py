@@ -39,7 +39,7 @@ def headline(results: dict) -> str:
     return (f"{len(rows)} SAEs of {rows[0]['d_sae']:,} latents: CE loss recovered {span('ce_loss_recovered', '{:.1%}')}, "
             f"L0 {span('l0', '{:.0f}')}, dead {span('dead_fraction', '{:.1%}')}")
 
-STAGE = Stage("sae", reads=("sae",), needs=("merge",), summary=headline)
+STAGE = Stage("sae", reads=("sae",), needs=("merge",), summary=headline, preload=("torch._dynamo",))   # as train: the optimizer's import
 
 # %% ../nbs/05_sae.ipynb #841b6b9d
 @torch.no_grad()

@@ -41,7 +41,8 @@ def headline(results: dict) -> str:
     return "; ".join(f"{m} {ev[(m, OWN_DOMAINS[m][-1])]['loss']:.3f} / {ev[(m, OWN_DOMAINS[m][-1])]['accuracy']:.3f} on "
                      f"{OWN_DOMAINS[m][-1]}" for m in TRAINED if (m, OWN_DOMAINS[m][-1]) in ev)
 
-STAGE = Stage("train", reads=("model", "train", "finetune", "released"), needs=("tokenizer",), summary=headline)
+STAGE = Stage("train", reads=("model", "train", "finetune", "released"), needs=("tokenizer",), summary=headline,
+              preload=("torch._dynamo",))   # the first torch.optim optimizer imports torch._dynamo: 4.6 s on 2 cores
 
 # %% ../nbs/03_train.ipynb #bafca10b
 def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine") -> float:
