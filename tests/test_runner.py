@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from universal_features.profiles import get_config
-from universal_features.reproduce import discover_stages, stage_keys
+from universal_features import reproduce as reproduce_module
+from universal_features.reproduce import WarmKernel, discover_stages, ensure_kernel, run_pipeline, stage_keys
 
 
 def reproduce(*args, env=None):
@@ -180,6 +181,33 @@ def test_a_copied_run_directory_skips_its_finished_stages(smoke, tmp_path):
     r = reproduce("--profile", "smoke", "--run-dir", str(moved))
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("unchanged, skipped") == len(discover_stages()) and ": running" not in r.stdout
+
+
+def test_warm_kernel_imports_ahead_and_fails_cleanly(tmp_path):
+    w = WarmKernel(ensure_kernel(), tmp_path, ("universal_features.files", "json"))
+    km = w.take()
+    assert km is not None and w.error is None
+    kc = km.blocking_client(); kc.start_channels(); kc.wait_for_ready(timeout=60)
+    try:
+        code = "import os, sys; assert {'universal_features.files', 'json'} <= set(sys.modules) and os.getcwd() == %r" % str(tmp_path)
+        assert kc.execute_interactive(code, timeout=60)["content"]["status"] == "ok"
+    finally: kc.stop_channels(); w.shutdown()
+    assert not km.has_kernel
+    bad = WarmKernel(ensure_kernel(), tmp_path, ("universal_features.no_such_module",))
+    assert bad.take() is None and "No module named" in str(bad.error) and not bad.km.has_kernel
+
+
+def test_a_stage_runs_when_its_early_kernel_fails(smoke, tmp_path, monkeypatch):
+    "A kernel started ahead that is not ready is shut down; papermill then starts the stage's kernel itself."
+    run_dir = tmp_path / "copy"
+    shutil.copytree(smoke, run_dir)
+    taken = []
+    def fail(self):
+        self.shutdown(); taken.append(self); return None
+    monkeypatch.setattr(reproduce_module.WarmKernel, "take", fail)
+    status = run_pipeline("smoke", run_dir=run_dir, only="report", force=True, progress=False)
+    assert status["report"] == "ran" and len(taken) == 1 and not taken[0].km.has_kernel
+    assert (run_dir / ".stages" / "report.json").exists() and (run_dir / "tables" / "REPRODUCTION.md").exists()
 
 
 @pytest.mark.slow
