@@ -293,6 +293,7 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
             if pm is None: pm, kernel = import_papermill(), ensure_kernel()   # only when a stage runs
             t0 = time.time()
             mine = warm.pop(name, None) or WarmKernel(kernel, sn.notebook.parent, preload(sn))
+            km = mine.take()                          # this stage's kernel first: the next one starts once it is ready
             k = to_run.index(sn)
             if k + 1 < len(to_run):
                 nxt = to_run[k + 1]
@@ -304,7 +305,7 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
                     pm.execute_notebook(str(sn.notebook), str(out_nb), parameters=params, kernel_name=kernel, language="python",
                                         cwd=str(sn.notebook.parent), progress_bar=progress, log_output=progress,
                                         stdout_file=logf, stderr_file=logf, kernel_manager_class=LocalKernelManager,
-                                        km=mine.take(), request_save_on_cell_execute=False)
+                                        km=km, request_save_on_cell_execute=False)
             except pm.PapermillExecutionError as e:
                 raise RuntimeError(f"stage {name} failed: {e.ename}: {e.evalue}\n"
                                    f"  the executed notebook is {out_nb}; its output is in {log}") from None
