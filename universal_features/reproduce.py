@@ -156,14 +156,15 @@ class WarmKernel:
     def _start(self, cwd: str, modules: tuple[str, ...], timeout: float) -> None:
         async def start():
             await self.km.start_kernel(cwd=cwd)
-            kc = self.km.client(); kc.start_channels()
+            kc, code = self.km.client(), f"import {', '.join(modules)}"
+            kc.start_channels()
             try:
                 await kc.wait_for_ready(timeout=timeout)
                 if modules:   # silent: no execution count, no output; the notebook's own imports then cost nothing
-                    reply = await kc.execute_interactive(f"import {', '.join(modules)}", silent=True, store_history=False,
-                                                         output_hook=lambda msg: None, timeout=timeout)
+                    reply = await kc.execute_interactive(code, silent=True, store_history=False, output_hook=lambda msg: None,
+                                                         timeout=timeout)
                     if reply["content"]["status"] != "ok":
-                        raise RuntimeError(f"import {', '.join(modules)}: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+                        raise RuntimeError(f"{code}: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
             finally: kc.stop_channels()
         try: asyncio.run(start())
         except Exception as e: self.error = e

@@ -23,7 +23,7 @@ from .lineage import MERGE_ENDPOINTS, MERGED, MODELS, display_name, model_of, sa
 from .matching import interval, match_pairs
 from .merge import merged_model
 from .model import LanguageModel, load_model, save_model
-from .run import Run, Stage
+from .run import OPTIMIZER_PRELOAD, Run, Stage
 from .sae import train_run_sae
 from .tokenizer import load_mixture
 from .train import evaluate, model_key, total_steps, train_lm
@@ -47,7 +47,7 @@ def headline(results: dict) -> str:
             f"[{r['low']:.2f}, {r['high']:.2f}]" for r in rows) + f"; few features persist: {results['verdict']}")
 
 STAGE = Stage("robustness", reads=("robustness",), needs=("matching",), summary=headline,
-                preload=("torch._dynamo",))   # its study trains: the optimizer's import
+                preload=OPTIMIZER_PRELOAD)   # its study trains
 
 # %% ../nbs/10_robustness.ipynb #r10a0011
 def share(score: np.ndarray, alive: np.ndarray, tau: float) -> float:

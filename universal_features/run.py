@@ -24,8 +24,8 @@ from .lineage import model_of
 from .model import LanguageModel, load_model
 
 # %% auto #0
-__all__ = ['REPO_ROOT', 'Stage', 'default_run_dir', 'default_device', 'device_memory_bytes', 'DeviceMemoryError', 'check_memory',
-           'reuse_freed_memory', 'Run', 'open_run']
+__all__ = ['OPTIMIZER_PRELOAD', 'REPO_ROOT', 'Stage', 'default_run_dir', 'default_device', 'device_memory_bytes',
+           'DeviceMemoryError', 'check_memory', 'reuse_freed_memory', 'Run', 'open_run']
 
 # %% ../nbs/00c_run.ipynb #c1a0c005
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class Stage:
     inputs: Callable[[Config], str | None] | None = None  # fingerprint of what it reads from outside the run directory
     summary: Callable[[dict], str] | None = None           # its headline in one line, from its results
     preload: tuple[str, ...] = ()   # modules its kernel imports before its turn, besides its own (reproduce.WarmKernel)
+
+# %% ../nbs/00c_run.ipynb #c1a0c051
+OPTIMIZER_PRELOAD = ("torch._dynamo",)
 
 # %% ../nbs/00c_run.ipynb #c1a0c008
 REPO_ROOT = Path(universal_features.__file__).resolve().parent.parent  # the clone: nbs/, figures/, paper/

@@ -24,7 +24,7 @@ from .config import SAEConfig
 from .files import Table, atomic_write_text, code_fingerprint, compute_once, sha256_file
 from .lineage import LINEAGE
 from .model import LanguageModel, load_model, next_token_loss
-from .run import Run, Stage, check_memory
+from .run import OPTIMIZER_PRELOAD, Run, Stage, check_memory
 from .tokenizer import load_mixture
 
 # %% auto #0
@@ -39,7 +39,7 @@ def headline(results: dict) -> str:
     return (f"{len(rows)} SAEs of {rows[0]['d_sae']:,} latents: CE loss recovered {span('ce_loss_recovered', '{:.1%}')}, "
             f"L0 {span('l0', '{:.0f}')}, dead {span('dead_fraction', '{:.1%}')}")
 
-STAGE = Stage("sae", reads=("sae",), needs=("merge",), summary=headline, preload=("torch._dynamo",))   # as train: the optimizer's import
+STAGE = Stage("sae", reads=("sae",), needs=("merge",), summary=headline, preload=OPTIMIZER_PRELOAD)
 
 # %% ../nbs/05_sae.ipynb #841b6b9d
 @torch.no_grad()

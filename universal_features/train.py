@@ -26,7 +26,7 @@ from .config import Config, TrainConfig, apply_overrides, config_hash, load_conf
 from .files import Table, atomic_path, atomic_write_text, code_fingerprint, compute_once
 from .lineage import DOMAINS, OWN_DOMAINS, TRAINED
 from .model import LanguageModel, load_model, next_token_loss, save_model
-from .run import Run, Stage, default_device
+from .run import OPTIMIZER_PRELOAD, Run, Stage, default_device
 from .tokenizer import load_blocks, load_mixture
 
 # %% auto #0
@@ -42,7 +42,7 @@ def headline(results: dict) -> str:
                      f"{OWN_DOMAINS[m][-1]}" for m in TRAINED if (m, OWN_DOMAINS[m][-1]) in ev)
 
 STAGE = Stage("train", reads=("model", "train", "finetune", "released"), needs=("tokenizer",), summary=headline,
-              preload=("torch._dynamo",))   # the first torch.optim optimizer imports torch._dynamo: 4.6 s on 2 cores
+              preload=OPTIMIZER_PRELOAD)
 
 # %% ../nbs/03_train.ipynb #bafca10b
 def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine") -> float:
