@@ -18,8 +18,8 @@ from torch import nn
 from .files import atomic_path, atomic_write_text
 
 # %% auto #0
-__all__ = ['SparseAutoencoder', 'geometric_median', 'sae_loss', 'resample_dead', 'explained_variance', 'SAECheckpointError',
-           'save_sae', 'saelens_cfg', 'load_sae']
+__all__ = ['SparseAutoencoder', 'geometric_median', 'sae_loss', 'relu_loss_backward', 'resample_dead', 'explained_variance',
+           'SAECheckpointError', 'save_sae', 'saelens_cfg', 'load_sae']
 
 # %% ../nbs/05a_autoencoder.ipynb #6c8fb840
 class SparseAutoencoder(nn.Module):
@@ -115,6 +115,34 @@ def sae_loss(sae: SparseAutoencoder, x: torch.Tensor, l1_coefficient: float, dea
         loss = loss + aux_coefficient * aux
         logs["aux"] = aux.detach()
     return loss, logs
+
+# %% ../nbs/05a_autoencoder.ipynb #a5f0b001
+@torch.no_grad()
+def relu_loss_backward(sae: SparseAutoencoder, x: torch.Tensor, l1_coefficient: float,
+                       dtype: torch.dtype = torch.bfloat16) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    "`sae_loss` of a ReLU SAE with its gradients written into the parameters' `.grad`; products in `dtype`."
+    n, master = len(x), sae.W_enc.dtype
+    xs = x.to(master) * sae.input_scale                                       # [n, d_in] in the weights' dtype
+    xc = (xs - sae.b_dec).to(dtype)                                          # [n, d_in]
+    w_enc, w_dec = sae.W_enc.to(dtype), sae.W_dec.to(dtype)                  # [d_in, d_sae], [d_sae, d_in]
+    f = torch.addmm(sae.b_enc.to(dtype), xc, w_enc).relu_()                  # [n, d_sae]
+    err = torch.addmm(sae.b_dec.to(dtype), f, w_dec).to(master) - xs         # x̂ − x in the scaled space, [n, d_in]
+    mse = err.pow(2).sum(-1).mean()
+    col = f.sum(0, dtype=master)                                             # [d_sae] Σₜ fₜᵢ
+    norms = sae.W_dec.norm(dim=-1)                                           # [d_sae]
+    sparsity = col @ norms / n                                               # mean over tokens of Σᵢ fᵢ‖W_dec,i‖
+    g_out = err * (2.0 / n)                                                  # ∂loss/∂x̂, [n, d_in]
+    g_f = torch.addmm((l1_coefficient / n * norms).to(dtype), g_out.to(dtype), w_dec.T)   # ∂loss/∂f, [n, d_sae]
+    g_pre = torch.ops.aten.threshold_backward(g_f, f, 0)                     # zero where the ReLU is off
+    g_b_enc = g_pre.sum(0, dtype=master)                                     # [d_sae]
+    grads = {"W_enc": (xc.T @ g_pre).to(master),                             # [d_in, d_sae]
+             "b_enc": g_b_enc,
+             "W_dec": torch.addcmul((f.T @ g_out.to(dtype)).to(master), (l1_coefficient / n * col / norms.clamp_min(1e-12))[:, None],
+                                    sae.W_dec),                              # [d_sae, d_in]: reconstruction + ∂‖W_dec,i‖
+             "b_dec": g_out.sum(0) - sae.W_enc @ g_b_enc}                    # decoder bias, minus its use in the encoder
+    for name, g in grads.items(): getattr(sae, name).grad = g
+    logs = {"mse": mse, "acts": f, "fired": col > 0, "sparsity": sparsity}
+    return mse + l1_coefficient * sparsity, logs
 
 # %% ../nbs/05a_autoencoder.ipynb #e5a0c011
 @torch.no_grad()

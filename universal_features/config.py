@@ -141,6 +141,7 @@ class SAEConfig:
     n_train_tokens: int = 1_000_000  # activations per SAE (0 = one pass over its data)
     buffer_contexts: int = 2048       # contexts mixed in the shuffled activation buffer
     tf32: bool = True                # TF32 tensor-core matmuls while training on an NVIDIA GPU (no effect on the CPU)
+    precision: str = "auto"          # "fp32", "bf16" (GPU only: bf16 products, fp32 weights and loss) or "auto" (bf16 on GPU)
     log_points: int = 50             # metrics read back from the device this many times per SAE (not every step)
     dead_remedy: str = "resample"    # "resample" (ReLU), "auxk" (TopK) or "none"
     resample_fractions: tuple[float, ...] = (0.25, 0.5)  # resample dead latents at these fractions of training
@@ -349,7 +350,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
                                                                                  "checkpoint_every", "eval_every", "log_every")],
     *[(f"{s}.{k}", lambda v: v >= 0, "must be ≥ 0") for s in ("train", "finetune") for k in ("weight_decay", "warmup_steps", "max_steps", "epochs")],
     *[(f"{s}.schedule", lambda v: v in ("cosine", "constant"), "must be cosine or constant") for s in ("train", "finetune")],
-    *[(f"{s}.precision", lambda v: v in ("auto", "fp32", "bf16"), "must be auto, fp32 or bf16") for s in ("train", "finetune")],
+    *[(f"{s}.precision", lambda v: v in ("auto", "fp32", "bf16"), "must be auto, fp32 or bf16") for s in ("train", "finetune", "sae")],
     *[(f"{s}.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "must be two numbers in [0, 1)") for s in ("train", "finetune", "sae")],
     ("merge.method", lambda v: v in ("slerp", "lerp"), "must be slerp or lerp"),
     ("merge.t", lambda v: v is None or 0 <= v <= 1, "must be none (the accuracy crossing t*) or in [0, 1]"),

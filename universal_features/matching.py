@@ -27,7 +27,7 @@ from .autoencoder import SparseAutoencoder
 from .files import Table
 from .lineage import LINEAGE, MERGED, ROOT, TRANSITIONS, display_name, generation
 from .model import LanguageModel
-from .run import Stage, check_memory
+from .run import PhaseTimer, Stage, check_memory
 
 # %% auto #0
 __all__ = ['STAGE', 'headline', 'CorrelationAccumulator', 'pearson_matrix', 'Matches', 'merge_column_top', 'ScoreSummary',
@@ -218,8 +218,9 @@ def evaluation_blocks(blocks_by_domain: dict[str, np.ndarray], n_per_domain: int
 # %% ../nbs/06_matching.ipynb #m6a0c019
 @torch.no_grad()
 def accumulate(pairs: list[tuple[str, str]], units: dict[str, tuple[LanguageModel, SparseAutoencoder]], blocks: np.ndarray,
-               hook: str, chunk_blocks: int, device="cpu", store: tuple[str, ...] = ()) -> dict:
+               hook: str, chunk_blocks: int, device="cpu", store: tuple[str, ...] = (), timer: PhaseTimer | None = None) -> dict:
     "One pass over the evaluation blocks: every pair's correlation statistics, every SAE's firing counts and token-type profile sums, sparse stores."
+    timer = timer or PhaseTimer(device)
     names = sorted({n for p in pairs for n in p} | set(store))
     acc = {p: CorrelationAccumulator(units[p[0]][1].d_sae, units[p[1]][1].d_sae, device) for p in pairs}
     seen, tok_index = np.unique(blocks, return_inverse=True)                # token types on these blocks
@@ -231,16 +232,20 @@ def accumulate(pairs: list[tuple[str, str]], units: dict[str, tuple[LanguageMode
     for i in tqdm(range(0, len(blocks), chunk_blocks), desc="encode and correlate", unit="chunk"):
         chunk = blocks[i:i + chunk_blocks]
         tok = tok_index[i:i + chunk_blocks].reshape(-1)                      # [t]
-        f = {n: encode_chunk(*units[n], chunk, hook, device) for n in names}  # [t, d_sae] each
-        tok_count += torch.bincount(tok, minlength=len(seen)).float()
-        for n in names:
-            fires[n] += (f[n] > 0).float().sum(0)
-            tok_sum[n].index_add_(0, tok, f[n])
-        for n in store: parts[n].append(sparse_rows(f[n]))
-        for p in pairs: acc[p].update(f[p[0]], f[p[1]])
+        with timer("encode"): f = {n: encode_chunk(*units[n], chunk, hook, device) for n in names}  # [t, d_sae] each
+        with timer("firing and token profiles"):
+            tok_count += torch.bincount(tok, minlength=len(seen)).float()
+            for n in names:
+                fires[n] += (f[n] > 0).float().sum(0)
+                tok_sum[n].index_add_(0, tok, f[n])
+        with timer("sparse stores"):
+            for n in store: parts[n].append(sparse_rows(f[n]))
+        with timer("correlation statistics"):
+            for p in pairs: acc[p].update(f[p[0]], f[p[1]])
+    with timer("sparse stores"):
+        stores = {n: ActivationStore(np.asarray(blocks), sp.vstack(v).tocsc().astype(np.float32)) for n, v in parts.items()}
     return {"acc": acc, "fires": fires, "profiles": {n: s / tok_count[:, None] for n, s in tok_sum.items()},
-            "tokens": int(len(blocks) * blocks.shape[1]),
-            "stores": {n: ActivationStore(np.asarray(blocks), sp.vstack(v).tocsc().astype(np.float32)) for n, v in parts.items()}}
+            "tokens": int(len(blocks) * blocks.shape[1]), "stores": stores}
 
 # %% ../nbs/06_matching.ipynb #m6a0c058
 def pair_groups(pairs: list[tuple[str, str]], d_sae: dict[str, int], budget_bytes: float) -> list[list[tuple[str, str]]]:
@@ -254,17 +259,19 @@ def pair_groups(pairs: list[tuple[str, str]], d_sae: dict[str, int], budget_byte
 
 # %% ../nbs/06_matching.ipynb #m6a0c022
 def method_summaries(acc: CorrelationAccumulator, profiles: dict, saes: dict[str, SparseAutoencoder], parent: str, child: str,
-                     k: int = 8) -> dict[str, tuple[ScoreSummary, Matches]]:
+                     k: int = 8, timer: PhaseTimer | None = None) -> dict[str, tuple[ScoreSummary, Matches]]:
     "Every method's score summary and matches for one pair: max_corr (primary), token_profile, decoder_cosine, hungarian."
-    p, q = acc.p, acc.q
-    corr = summarise_scores(acc.correlation, p, q, k)
-    prof = CorrelationAccumulator(p, q, profiles[parent].device)
-    prof.update(profiles[parent], profiles[child])                           # token types as the observations
+    p, q, timer = acc.p, acc.q, timer or PhaseTimer(acc.sa.device)
+    with timer("max_corr summary"): corr = summarise_scores(acc.correlation, p, q, k)
+    with timer("token_profile summary"):
+        prof = CorrelationAccumulator(p, q, profiles[parent].device)
+        prof.update(profiles[parent], profiles[child])                       # token types as the observations
+        prof_summary = summarise_scores(prof.correlation, p, q, k)
     wa, wb = saes[parent].W_dec, saes[child].W_dec
-    cos = summarise_scores(lambda lo, hi: decoder_cosine(wa[lo:hi], wb), p, q, k)
-    prof_summary = summarise_scores(prof.correlation, p, q, k)
+    with timer("decoder_cosine summary"): cos = summarise_scores(lambda lo, hi: decoder_cosine(wa[lo:hi], wb), p, q, k)
+    with timer("sparse assignment"): assigned = candidate_assignment(corr, p, q)
     return {"max_corr": (corr, corr.matches()), "token_profile": (prof_summary, prof_summary.matches()),
-            "decoder_cosine": (cos, cos.matches()), "hungarian": (corr, candidate_assignment(corr, p, q))}
+            "decoder_cosine": (cos, cos.matches()), "hungarian": (corr, assigned)}
 
 # %% ../nbs/06_matching.ipynb #m6a0c024
 def method_rows(all_matches: dict, alive: dict[str, np.ndarray], tau: float) -> tuple[list[dict], list[dict]]:
@@ -284,23 +291,24 @@ def method_rows(all_matches: dict, alive: dict[str, np.ndarray], tau: float) -> 
 # %% ../nbs/06_matching.ipynb #m6a0c061
 def match_pairs(pairs: list[tuple[str, str]], units: dict, blocks: np.ndarray, hook: str, chunk_blocks: int, budget_bytes: float,
                 k: int = 8, device="cpu", store: tuple[str, ...] = ()) -> dict:
-    "Summaries and matches of every pair by every method, alive features, and the sparse stores of `store`."
+    "Summaries and matches of every pair by every method, alive features, the sparse stores of `store`, seconds per phase."
     saes = {n: u[1] for n, u in units.items()}
     d = max(s.d_sae for s in saes.values())
     group = min(budget_bytes, len(pairs) * CorrelationAccumulator.nbytes(d, d))
     check_memory(group + 4 * len(saes) * d * min(len(np.unique(blocks)), blocks.size) + 5 * 8 * 2048 * d, device,
                  f"matching {len(pairs)} pairs of {d:,}-latent SAEs (matching.memory_gb = {budget_bytes / 1e9:g} per group of pairs)")
-    out = {"summaries": {}, "matches": {}, "fires": {}, "stores": {}, "tokens": 0}
+    out, timer = {"summaries": {}, "matches": {}, "fires": {}, "stores": {}, "tokens": 0}, PhaseTimer(device)
     for gi, group in enumerate(pair_groups(pairs, {n: s.d_sae for n, s in saes.items()}, budget_bytes)):
         names = {n for p in group for n in p}
         st = accumulate(group, {n: units[n] for n in names | set(store if gi == 0 else ())}, blocks, hook, chunk_blocks, device,
-                        store if gi == 0 else ())
+                        store if gi == 0 else (), timer)
         out["fires"].update(st["fires"]); out["stores"].update(st["stores"]); out["tokens"] = st["tokens"]
         for p in group:
-            ms = method_summaries(st["acc"].pop(p), st["profiles"], saes, *p, k)
+            ms = method_summaries(st["acc"].pop(p), st["profiles"], saes, *p, k, timer)
             out["summaries"][p] = ms["max_corr"][0]
             out["matches"][p] = {m: v[1] for m, v in ms.items()}
     out["alive"] = {n: (f > 0).cpu().numpy() for n, f in out["fires"].items()}
+    out["seconds"] = timer.seconds
     return out
 
 # %% ../nbs/06_matching.ipynb #m6a0c064

@@ -7,8 +7,10 @@ stages before it through the `Run`'s named accessors."""
 # %% ../nbs/00c_run.ipynb #c1a0c003
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,7 +27,7 @@ from .model import LanguageModel, load_model
 
 # %% auto #0
 __all__ = ['OPTIMIZER_PRELOAD', 'REPO_ROOT', 'Stage', 'default_run_dir', 'default_device', 'device_memory_bytes',
-           'DeviceMemoryError', 'check_memory', 'reuse_freed_memory', 'Run', 'open_run']
+           'DeviceMemoryError', 'check_memory', 'reuse_freed_memory', 'PhaseTimer', 'Run', 'open_run']
 
 # %% ../nbs/00c_run.ipynb #c1a0c005
 @dataclass(frozen=True)
@@ -81,6 +83,25 @@ def reuse_freed_memory() -> bool:
     if not hasattr(libc, "mallopt"): return False                      # musl, macOS: nothing to tune
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4                                 # glibc's malloc.h
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
+
+# %% ../nbs/00c_run.ipynb #c1a0c026
+class PhaseTimer:
+    "Wall seconds per named phase, summed over calls; on a GPU each phase waits for its kernels before it stops."
+    def __init__(self, device="cpu"):
+        self.seconds: dict[str, float] = {}
+        self.cuda = torch.device(device).type == "cuda"
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t = time.perf_counter()
+        try: yield
+        finally:
+            if self.cuda: torch.cuda.synchronize()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+
+    def line(self) -> str:
+        "The phases, slowest first, as one line."
+        return ", ".join(f"{k} {v:.1f} s" for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1]))
 
 # %% ../nbs/00c_run.ipynb #c1a0c011
 @dataclass

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 import universal_features.autoencoder as autoencoder
-from .autoencoder import SparseAutoencoder, resample_dead, sae_loss, save_sae
+from .autoencoder import SparseAutoencoder, relu_loss_backward, resample_dead, sae_loss, save_sae
 from .config import SAEConfig
 from .files import Table, atomic_write_text, code_fingerprint, compute_once, sha256_file
 from .lineage import LINEAGE
@@ -28,7 +28,7 @@ from .run import OPTIMIZER_PRELOAD, Run, Stage, check_memory
 from .tokenizer import load_mixture
 
 # %% auto #0
-__all__ = ['STAGE', 'METRIC_COLUMNS', 'headline', 'harvest', 'ActivationBuffer', 'sae_schedule', 'fast_matmul',
+__all__ = ['STAGE', 'METRIC_COLUMNS', 'headline', 'harvest', 'ActivationBuffer', 'sae_schedule', 'train_dtype', 'fast_matmul',
            'sae_memory_bytes', 'train_sae', 'sae_metrics', 'train_run_sae', 'sae_table', 'plot_densities']
 
 # %% ../nbs/05_sae.ipynb #6e538ed0
@@ -96,6 +96,13 @@ def sae_schedule(step: int, total: int, sc: SAEConfig) -> tuple[float, float]:
     l1 = min(1.0, (step + 1) / sc.l1_warmup_steps) if sc.l1_warmup_steps else 1.0
     return lr, l1
 
+# %% ../nbs/05_sae.ipynb #f5a0c1a1
+def train_dtype(precision: str, device) -> torch.dtype:
+    "The dtype of the SAE's matrix products: bfloat16 on a GPU for `auto` and `bf16`, float32 otherwise."
+    device = torch.device(device)
+    if precision == "bf16" and device.type != "cuda": raise ValueError("sae.precision=bf16 is for GPUs; on the CPU use fp32 or auto")
+    return torch.bfloat16 if precision == "bf16" or (precision == "auto" and device.type == "cuda") else torch.float32
+
 # %% ../nbs/05_sae.ipynb #f5a0c102
 @contextlib.contextmanager
 def fast_matmul(device, enabled: bool = True):
@@ -119,7 +126,9 @@ def train_sae(sae: SparseAutoencoder, next_batch, sc: SAEConfig, n_tokens: int, 
     "Train on batches from `next_batch()` for `n_tokens` activations; resample or AuxK dead latents."
     gen = torch.Generator(device=device).manual_seed(seed)       # resampling draws on the device of the activations
     sae.to(device).train()
-    opt = torch.optim.Adam(sae.parameters(), lr=sc.lr, betas=tuple(sc.betas))
+    dtype = train_dtype(sc.precision, device)
+    written_out = dtype != torch.float32 and sae.architecture == "relu"      # relu_loss_backward: bf16 products, fp32 weights
+    opt = torch.optim.Adam(sae.parameters(), lr=sc.lr, betas=tuple(sc.betas), fused=torch.device(device).type == "cuda")
     total = max(1, n_tokens // sc.batch_size_tokens)
     resample_at = {int(total * f) for f in sc.resample_fractions} if sc.dead_remedy == "resample" and sc.architecture == "relu" else set()
     log_every = max(1, total // max(sc.log_points, 1))
@@ -127,16 +136,19 @@ def train_sae(sae: SparseAutoencoder, next_batch, sc: SAEConfig, n_tokens: int, 
     dead_window = sc.dead_window_tokens
     logs, resampled, seen = [], 0, 0
     bar = tqdm(total=total * sc.batch_size_tokens, unit="act", unit_scale=True, desc=desc, mininterval=2.0)
-    with fast_matmul(device, sc.tf32):
+    with fast_matmul(device, sc.tf32 and dtype == torch.float32):
         for step in range(total):
             lr_f, l1_f = sae_schedule(step, total, sc)
             for g in opt.param_groups: g["lr"] = sc.lr * lr_f
             x = next_batch().to(device)                                                  # [batch_size_tokens, d_in]
             logging = (step + 1) % log_every == 0 or step + 1 == total
             dead = (seen - last_fired) >= dead_window if sc.dead_remedy == "auxk" or logging else None  # [d_sae]
-            loss, parts = sae_loss(sae, x, l1_coefficient * l1_f, dead if sc.dead_remedy == "auxk" else None,
-                                   k_aux=sae.d_in // 2)
-            loss.backward()
+            if written_out: loss, parts = relu_loss_backward(sae, x, l1_coefficient * l1_f, dtype)   # sets .grad
+            else:
+                with torch.autocast(torch.device(device).type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext():
+                    loss, parts = sae_loss(sae, x, l1_coefficient * l1_f, dead if sc.dead_remedy == "auxk" else None,
+                                           k_aux=sae.d_in // 2)
+                loss.backward()
             opt.step(); opt.zero_grad(set_to_none=True)
             seen += len(x)
             last_fired.masked_fill_(parts["fired"], seen)       # on the device: no host synchronisation per step
