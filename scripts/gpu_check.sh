@@ -43,7 +43,7 @@ run_within() {
   echo "== $name (timeout ${want} s, $(left) s left)"
   timeout "$want" "$@" > "$LOGS/$name.log" 2>&1
   local rc=$?
-  [ $rc = 124 ] && echo "timed out after $want s" >> "$LOGS/$name.log"
+  [ $rc = 124 ] && printf "\ntimed out after %s s\n" "$want" >> "$LOGS/$name.log"
   grep -v "it/s\|act/s\]\|Kernel is running" "$LOGS/$name.log" | tail -8
   return 0
 }

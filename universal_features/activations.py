@@ -84,9 +84,9 @@ class ActivationStore:
         return pearson_from_moments(self.acts.T @ a, a.mean(), mb, a.std(), sb, n=self.n_tokens)  # [d_sae]
 
     def save(self, path: Path) -> Path:
-        "Write to `.npz` atomically (no pickle)."
+        "Write to `.npz` atomically (no pickle), uncompressed: zlib writes activations at ~26 MB/s, and a gpu run's four stores hold ~0.9 GB."
         with atomic_path(path) as tmp:
-            np.savez_compressed(tmp, tokens=self.tokens, data=self.acts.data, indices=self.acts.indices,
+            np.savez(tmp, tokens=self.tokens, data=self.acts.data, indices=self.acts.indices,
                                 indptr=self.acts.indptr, shape=np.array(self.acts.shape))
         return Path(path)
 
