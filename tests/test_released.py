@@ -2,10 +2,13 @@
 
 The stand-ins are HF `MistralForCausalLM`s with the released `config.json`'s field values (shrunk to d_model 32 and a
 small vocabulary), saved with `save_pretrained` in the Hub's layout under `$UF_HUB_MIRROR/<owner>/<name>`, beside a
-SentencePiece-style tokenizer (Metaspace, byte fallback, BOS) as `mistralai/Mistral-7B-v0.1`. The released merge is
-made as mergekit 0.0.4.1 makes it (paper_notes §5.1–5.2), written here independently of `universal_features.merge`:
-float32 numpy SLERP with the Lua model as base at t = 0.58, stored in float16. The pipeline then reads them through the
-same code as Hub ids; only the location differs."""
+SentencePiece-style tokenizer (Metaspace, byte fallback, BOS) as `mistralai/Mistral-7B-v0.1`. The two fine-tunes lie
+as close to their base as real ones do (each tensor moved by 15 % of its spread). The released merge is made as
+mergekit 0.0.4.1 makes it with `dtype: float16` (paper_notes §5.1–5.2), written here independently of
+`universal_features.merge`: both fine-tunes read in float16 (mergekit loads every input in the merge's dtype), float32
+numpy SLERP with the Lua model as base at t = 0.58, stored in float16. The pipeline then reads them through the same
+code as Hub ids; only the location differs. Where mergekit is installed (the `interop` extra), a merge by mergekit
+itself is checked too."""
 import json
 import os
 import subprocess
@@ -42,15 +45,132 @@ def mistral_like_tokenizer(texts: list[str], vocab_size: int):
 
 
 def mergekit_slerp(v0: np.ndarray, v1: np.ndarray, t: float, eps: float = 1e-8, dot_threshold: float = 0.9995) -> np.ndarray:
-    "mergekit's SLERP of one tensor (v0 = base model), in float32 numpy."
+    "mergekit 0.0.4.1's SLERP of one tensor (v0 = base model): numpy, float32 in every step."
     a, b = v0.astype(np.float32), v1.astype(np.float32)
-    na = a / np.linalg.norm(a) if np.linalg.norm(a) > eps else a
-    nb = b / np.linalg.norm(b) if np.linalg.norm(b) > eps else b
-    dot = float(np.sum(na * nb))
+    unit = lambda x: x / np.linalg.norm(x) if np.linalg.norm(x) > eps else x
+    dot = np.sum(unit(a) * unit(b))                      # a float32 scalar: the angle and the weights stay float32 too
     if abs(dot) > dot_threshold: return (1 - t) * a + t * b
     theta0 = np.arccos(dot)
-    s0, s1 = np.sin(theta0 - t * theta0) / np.sin(theta0), np.sin(t * theta0) / np.sin(theta0)
-    return (s0 * a + s1 * b).astype(np.float32)
+    theta = theta0 * np.float32(t)
+    return (np.sin(theta0 - theta) / np.sin(theta0)) * a + (np.sin(theta) / np.sin(theta0)) * b
+
+
+def mergekit_release(base_sd: dict, other_sd: dict, t: float, dtype=torch.float16) -> dict:
+    "A SLERP merge as mergekit makes one with `dtype:` set: every input read in `dtype`, merged in float32, stored in `dtype`."
+    read = lambda v: v.to(dtype).float().numpy()
+    return {k: torch.from_numpy(mergekit_slerp(read(base_sd[k]), read(other_sd[k]), t)).to(dtype) for k in base_sd}
+
+
+def fine_tunes(base_sd: dict, delta: float) -> dict:
+    "Stand-ins of the two fine-tunes: the base moved in two directions, each tensor by `delta` of its std (0.01 at least)."
+    out = {}
+    for i, name in enumerate(("lua", "tinystories"), 1):
+        g = torch.Generator().manual_seed(i)
+        out[name] = {k: v + delta * v.std().clamp_min(0.01) * torch.randn(v.shape, generator=g) for k, v in base_sd.items()}
+    return out
+
+
+def check_line(rows: list[dict]) -> str:
+    "The check's rows in one line: how many tensors are within tolerance, and the worst."
+    worst = max(rows, key=lambda r: r["max_fp16_ulps"])
+    return (f"{sum(r['within_tolerance'] for r in rows)} of {len(rows)} tensors within tolerance, worst {worst['tensor']} "
+            f"at {worst['max_fp16_ulps']:.2f} fp16 ulp")
+
+
+def tiny_lm_state_dict(vocab_size: int = 300) -> dict:
+    "The state dict of a freshly initialised LanguageModel of the stand-ins' shapes (12 tensors)."
+    from universal_features.config import ModelConfig
+    from universal_features.model import LanguageModel
+    torch.manual_seed(0)
+    return LanguageModel(ModelConfig(d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64, context_length=64), vocab_size).state_dict()
+
+
+@pytest.mark.parametrize("delta", [0.15, 0.02])
+def test_merge_check_accepts_a_mergekit_merge_of_close_fine_tunes(delta):
+    """Fine-tunes as close to their base as real ones, merged as mergekit merges them (inputs read in float16, float32
+    SLERP, Lua as base at t = 0.58, stored in float16): our check at t = 0.42 passes within 1 fp16 ulp. Without the
+    inputs' rounding (a merge of the float32 fine-tunes) it misses; so does the merge in the other orientation."""
+    from universal_features.released import merge_check, merge_check_summary
+    ft = fine_tunes(tiny_lm_state_dict(), delta)
+    lua, ts = ft["lua"], ft["tinystories"]
+    release = mergekit_release(lua, ts, 0.58)                              # base_model: Lua
+    rows = merge_check(ts, lua, 0.42, release, torch.float16)
+    print(f"delta {delta}: rounded to float16 first: {check_line(rows)}")
+    assert len(rows) == 12 and all(r["within_tolerance"] for r in rows) and max(r["max_fp16_ulps"] for r in rows) <= 1.0
+    unrounded = merge_check(ts, lua, 0.42, release, torch.float32)         # what a check of the float32 fine-tunes sees
+    print(f"delta {delta}: the float32 fine-tunes: {check_line(unrounded)}")
+    assert not merge_check_summary(unrounded, 0.42, 1.0)["passed"]
+    # t applied the other way: mergekit's 0.58 read in our orientation, and a release made with TinyStories as base
+    for what, rows in (("our t = 0.58", merge_check(ts, lua, 0.58, release, torch.float16)),
+                       ("a release with TinyStories as base", merge_check(ts, lua, 0.42, mergekit_release(ts, lua, 0.58), torch.float16))):
+        print(f"delta {delta}: the other orientation, {what}: {check_line(rows)}")
+        s = merge_check_summary(rows, 0.58, 1.0)
+        assert not s["passed"] and s["max_fp16_ulps"] > 100
+
+
+def test_merge_dtype_is_the_release_s_one_stored_dtype():
+    from universal_features.model import CheckpointError
+    from universal_features.released import merge_dtype
+    assert merge_dtype(["F16"]) == torch.float16 and merge_dtype(["BF16"]) == torch.bfloat16 and merge_dtype(["F32"]) == torch.float32
+    for bad in ([], ["F16", "F32"], ["I8"]):
+        with pytest.raises(CheckpointError, match="stores its tensors as"): merge_dtype(bad)
+
+
+MERGEKIT_YAML = """models:
+  - model: {base}
+  - model: {other}
+merge_method: slerp
+base_model: {base}
+parameters:
+  t:
+    - value: 0.58
+dtype: float16
+"""
+
+
+def mergekit_yaml(config: str, out: Path, tmp: Path) -> None:
+    "Run mergekit's `mergekit-yaml` (its console script's entry point) on the CPU, offline."
+    cfg = tmp / f"{out.name}.yml"
+    cfg.write_text(config)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp / "hf_home")}
+    r = subprocess.run([sys.executable, "-m", "mergekit.scripts.run_yaml", str(cfg), str(out), "--no-cuda", "--quiet"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0 and (out / "config.json").is_file(), r.stdout[-3000:] + r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("delta", [0.15, 0.02])
+def test_merge_check_accepts_mergekit_s_own_merge(delta, tmp_path):
+    """The stand-in fine-tunes merged by mergekit itself (`mergekit-yaml`: slerp, base_model the Lua stand-in, t = 0.58,
+    dtype float16): our check passes within 1 fp16 ulp, and fails at the other orientation (TinyStories as base)."""
+    pytest.importorskip("mergekit")
+    import transformers
+    from universal_features.model import checkpoint_dtypes, load_model
+    from universal_features.released import merge_check, merge_check_summary, merge_diff, merge_dtype
+    conf = transformers.MistralConfig(**{**RELEASED_CONFIG, **SHRUNK, "vocab_size": 300})
+    torch.manual_seed(0)
+    ft = fine_tunes(transformers.MistralForCausalLM(conf).state_dict(), delta)
+    for name, sd in ft.items():
+        model = transformers.MistralForCausalLM(conf).eval()
+        model.load_state_dict(sd)
+        model.save_pretrained(tmp_path / name, safe_serialization=True)
+    lua, ts = (load_model(tmp_path / n).state_dict() for n in ("lua", "tinystories"))
+    mergekit_yaml(MERGEKIT_YAML.format(base=tmp_path / "lua", other=tmp_path / "tinystories"), tmp_path / "merged", tmp_path)
+    assert checkpoint_dtypes(tmp_path / "merged") == ["F16"]
+    dtype, release = merge_dtype(checkpoint_dtypes(tmp_path / "merged")), load_model(tmp_path / "merged").state_dict()
+    rows = merge_check(ts, lua, 0.42, release, dtype)
+    print(f"delta {delta}: mergekit's merge: {check_line(rows)}")
+    assert len(rows) == 12 and all(r["within_tolerance"] for r in rows) and max(r["max_fp16_ulps"] for r in rows) <= 1.0
+    unrounded = merge_check(ts, lua, 0.42, release, torch.float32)         # what a check of the float32 fine-tunes sees
+    print(f"delta {delta}: mergekit's merge against the float32 fine-tunes: {check_line(unrounded)}")
+    assert not merge_check_summary(unrounded, 0.42, 1.0)["passed"]
+    # this module's stand-in of a mergekit merge agrees with mergekit's own within the final rounding
+    assert all(r["within_tolerance"] for r in merge_diff(mergekit_release(lua, ts, 0.58), release))
+    assert not merge_check_summary(merge_check(ts, lua, 0.58, release, dtype), 0.58, 1.0)["passed"]
+    mergekit_yaml(MERGEKIT_YAML.format(base=tmp_path / "tinystories", other=tmp_path / "lua"), tmp_path / "wrong", tmp_path)
+    wrong = merge_check(ts, lua, 0.42, load_model(tmp_path / "wrong").state_dict(), dtype)
+    print(f"delta {delta}: mergekit's merge with TinyStories as base: {check_line(wrong)}")
+    s = merge_check_summary(wrong, 0.42, 1.0)
+    assert not s["passed"] and s["max_fp16_ulps"] > 100
 
 
 def _texts(data_dir: Path) -> list[str]:
@@ -71,11 +191,8 @@ def hub_copy(tmp_path_factory, data_dir) -> Path:
     torch.manual_seed(0)
     base = transformers.MistralForCausalLM(conf).eval()
     sds = {"base": base.state_dict()}
-    for i, name in enumerate(("lua", "tinystories"), 1):   # two "fine-tunes": the base moved in different directions
-        g = torch.Generator().manual_seed(i)
-        sds[name] = {k: v + 0.3 * v.std().clamp_min(0.01) * torch.randn(v.shape, generator=g) for k, v in sds["base"].items()}
-    sds["luastories"] = {k: torch.from_numpy(mergekit_slerp(sds["lua"][k].numpy(), sds["tinystories"][k].numpy(), 0.58)).half()
-                         for k in sds["base"]}
+    sds.update(fine_tunes(sds["base"], 0.15))            # two "fine-tunes": the base moved a little in different directions
+    sds["luastories"] = mergekit_release(sds["lua"], sds["tinystories"], 0.58)
     for name, sd in sds.items():
         model = transformers.MistralForCausalLM(conf).eval()
         if name == "luastories": model = model.half()
@@ -129,6 +246,7 @@ def test_released_profile_reads_the_four_checkpoints(released_run, hub_copy):
 def test_released_merge_is_reproduced_within_fp16_rounding(released_run):
     rm = json.loads((released_run / "results.json").read_text())["merge"]["released_merge"]
     assert rm["repo_id"] == RELEASED_MODELS["luastories"] and rm["dtypes"] == ["F16"] and rm["t"] == 0.42
+    assert rm["inputs_rounded_to"] == "float16"
     assert rm["passed"] and rm["tensors_within"] == rm["tensors"] == 12 and rm["max_fp16_ulps"] <= 1.0
     table = (released_run / "tables" / "released_merge_check.md").read_text()
     assert "| blocks.0.mlp.up_proj.weight | 64×32 |" in table and "| True |" in table and "| False |" not in table
@@ -137,12 +255,10 @@ def test_released_merge_is_reproduced_within_fp16_rounding(released_run):
 @pytest.mark.slow
 def test_released_merge_check_sees_the_wrong_orientation(released_run):
     "Our SLERP at 0.58 (mergekit's t read in our orientation, TinyStories at 0) misses the release by far."
-    from universal_features.merge import merged_model
     from universal_features.model import load_model
     from universal_features.released import merge_check, merge_check_summary
-    m = {n: load_model(released_run / "models" / n) for n in ("tinystories", "lua", "luastories")}
-    wrong, _ = merged_model(m["tinystories"], m["lua"], 0.58)
-    summary = merge_check_summary(merge_check(wrong.state_dict(), m["luastories"].state_dict()), 0.58, 1.0)
+    m = {n: load_model(released_run / "models" / n).state_dict() for n in ("tinystories", "lua", "luastories")}
+    summary = merge_check_summary(merge_check(m["tinystories"], m["lua"], 0.58, m["luastories"], torch.float16), 0.58, 1.0)
     assert not summary["passed"] and summary["max_fp16_ulps"] > 100
 
 

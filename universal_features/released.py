@@ -12,12 +12,14 @@ from pathlib import Path
 import torch
 
 from .config import Config
+from .merge import MERGE_METHODS
 from .model import (CheckpointError, checkpoint_dtypes, config_mismatches, hub_snapshot, load_model,
                                       save_model)
 from .sources import cache_dir
 
 # %% auto #0
-__all__ = ['is_released', 'parse_hub_spec', 'fetch_released', 'fp16_ulp', 'merge_check', 'merge_check_summary']
+__all__ = ['is_released', 'parse_hub_spec', 'fetch_released', 'fp16_ulp', 'merge_diff', 'merge_dtype', 'merge_check',
+           'merge_check_summary']
 
 # %% ../nbs/03a_released.ipynb #r1a0c005
 def is_released(cfg: Config) -> bool:
@@ -56,7 +58,7 @@ def fp16_ulp(x: torch.Tensor) -> torch.Tensor:
     return torch.exp2(e - 10)
 
 # %% ../nbs/03a_released.ipynb #r1a0c016
-def merge_check(ours: dict[str, torch.Tensor], released: dict[str, torch.Tensor], tolerance_ulps: float = 1.0) -> list[dict]:
+def merge_diff(ours: dict[str, torch.Tensor], released: dict[str, torch.Tensor], tolerance_ulps: float = 1.0) -> list[dict]:
     "Per tensor: the largest difference of our merge to the released one, absolute and in fp16 ulps of the released value."
     if set(ours) != set(released):
         raise CheckpointError(f"the merges hold different tensors: {sorted(set(ours) ^ set(released))[:4]}")
@@ -69,6 +71,23 @@ def merge_check(ours: dict[str, torch.Tensor], released: dict[str, torch.Tensor]
         rows.append({"tensor": k, "shape": "×".join(map(str, a.shape)), "max_abs_diff": float(diff.max()), "max_fp16_ulps": ulps,
                      "equal_in_fp16": float((a.half() == b.half()).float().mean()), "within_tolerance": ulps <= tolerance_ulps})
     return rows
+
+# %% ../nbs/03a_released.ipynb #r1a0c024
+def merge_dtype(dtypes: list[str]) -> torch.dtype:
+    "The dtype a merge was computed from: the single dtype its checkpoint stores (safetensors names from `checkpoint_dtypes`)."
+    known = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+    if len(dtypes) != 1 or dtypes[0] not in known:
+        raise CheckpointError(f"the released merge stores its tensors as {'/'.join(dtypes) or 'nothing'}: a mergekit merge "
+                              f"stores all of them in its one dtype, one of {', '.join(known)}")
+    return known[dtypes[0]]
+
+# %% ../nbs/03a_released.ipynb #r1a0c026
+def merge_check(t0: dict[str, torch.Tensor], t1: dict[str, torch.Tensor], t: float, released: dict[str, torch.Tensor],
+                dtype: torch.dtype, tolerance_ulps: float = 1.0, method: str = "slerp", **kw) -> list[dict]:
+    "Our merge of `t0` (t = 0) and `t1` (t = 1) made as mergekit made the release (inputs rounded to `dtype`), against it."
+    rounded = [{k: v.detach().to(dtype).float() for k, v in sd.items()} for sd in (t0, t1)]
+    ours, _ = MERGE_METHODS[method](*rounded, t, **kw)
+    return merge_diff(ours, released, tolerance_ulps)
 
 # %% ../nbs/03a_released.ipynb #r1a0c019
 def merge_check_summary(rows: list[dict], t: float, tolerance_ulps: float) -> dict:
