@@ -58,16 +58,18 @@ def select_examples(col: np.ndarray, token_ids: np.ndarray, block_of: np.ndarray
     lo, hi = float(col.min()), float(col.max())
     q = quantise(col, lo, hi)
     order = np.argsort(-col, kind="stable")
-    chosen = [int(i) for i in order if q[i] == 9][:n_top]
+    q_sorted = q[order]                       # bins in order of activation: each bin's first positions are its top ones
+    chosen = order[q_sorted == 9][:n_top].tolist()
     for b in range(8, -1, -1):
-        chosen += [int(i) for i in order if q[i] == b][:per_bin]
+        chosen += order[q_sorted == b][:per_bin].tolist()
     chosen += [int(i) for i in rng.choice(len(col), size=min(n_random, len(col)), replace=False)]
     top_tokens = {int(token_ids[i]) for i in chosen[:n_top]}
     used_blocks = {int(block_of[i]) for i in chosen}
     others = []
-    for i in rng.permutation(len(col)):
-        if int(token_ids[i]) in top_tokens and int(block_of[i]) not in used_blocks:
-            others.append(int(i)); used_blocks.add(int(block_of[i]))
+    perm = rng.permutation(len(col))
+    for i in perm[np.isin(token_ids[perm], list(top_tokens))].tolist():   # the top tokens elsewhere, in random order
+        if int(block_of[i]) not in used_blocks:
+            others.append(i); used_blocks.add(int(block_of[i]))
             if len(others) == n_other: break
     seen, out = set(), []
     for i in chosen + others:
