@@ -2,6 +2,7 @@
 
     python benchmarks/sae_train.py                  # the cpu profile's shape on the CPU; both shapes on a GPU
     python benchmarks/sae_train.py --shape gpu      # d_in 1024 → 16,384 latents, batch 4,096 (the gpu profile)
+    python benchmarks/sae_train.py --shape gpu --profile   # where our step's time goes, kernel by kernel (torch.profiler)
 
 "Ours" is `train_sae` itself (schedule, loss with the decoder-norm-weighted L1, Adam, dead-latent tracking, periodic
 logging, progress bar) fed the same batch over and over, at the profile's `sae.precision` (auto: bfloat16 products with
@@ -83,14 +84,37 @@ def bench(shape, rounds, steps, device):
     return med["plain"] / med["ours"]
 
 
+def profile_ours(shape, steps, device):
+    "torch.profiler over `steps` of our loop: the operators with the most device (or CPU) time of their own."
+    from torch.profiler import ProfilerActivity, profile
+    cfg = get_config(shape)
+    sc = cfg.sae
+    sc.dead_remedy, sc.resample_fractions, sc.log_points = "none", (), 1
+    d_in, d_sae = cfg.model.d_mlp, cfg.model.d_mlp * sc.expansion_factor
+    x = torch.randn(sc.batch_size_tokens, d_in, device=device).abs()
+    run = our_loop(d_in, d_sae, device, sc)
+    run(x, 3)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        run(x, steps)
+        if device.type == "cuda": torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"[{shape}] our SAE step under torch.profiler, {steps} steps, {device}, sae.precision={sc.precision}")
+    print(prof.key_averages().table(sort_by=key, row_limit=18, max_name_column_width=48))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", choices=["cpu", "gpu", "both"], default=None, help="default: cpu on a CPU, both on a GPU")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=30, help="steps per timed round")
+    ap.add_argument("--profile", action="store_true", help="profile our step instead of timing it against the baseline")
     a = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     shape = a.shape or ("both" if device.type == "cuda" else "cpu")
+    if a.profile:
+        for s in (["cpu", "gpu"] if shape == "both" else [shape]): profile_ours(s, min(a.steps, 20), device)
+        return
     for s in (["cpu", "gpu"] if shape == "both" else [shape]):
         bench(s, a.rounds, a.steps, device)
 
