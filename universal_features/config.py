@@ -161,6 +161,7 @@ class MatchingConfig:
     n_bootstrap: int = 200
     top_k: int = 8                   # candidate partners kept per feature (one-to-one assignment, bootstrap, dashboards)
     memory_gb: float = 8.0           # pairs whose float64 statistics fit this budget are accumulated in one pass
+    dense_assignment_max: int = 2048  # also solve the dense one-to-one assignment when both SAEs have ≤ this many latents
     seed: int = 0
 
 # %% ../nbs/00_config.ipynb #c0a1e024
@@ -367,6 +368,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("matching.threshold", lambda v: 0 < v <= 1, "must be in (0, 1]"),
     ("matching.threshold_sweep", lambda v: all(-1 <= t <= 1 for t in v), "must be correlations in [-1, 1]"),
     *[(f"matching.{k}", _pos, "must be > 0") for k in ("n_eval_blocks", "chunk_tokens", "n_bootstrap", "top_k", "memory_gb")],
+    ("matching.dense_assignment_max", lambda v: v >= 0, "must be ≥ 0 (0: never)"),
     ("data.hub", lambda v: v in ("never", "auto", "require"), "must be never, auto or require"),
     *[(f"data.{d}.validation_fraction", _frac, "must be in (0, 1)") for d in ("english", "python", "lua", "tinystories")],
     *[(f"data.{d}.max_train_mb", lambda v: v >= 0, "must be ≥ 0 (0 = no cap)") for d in ("english", "python", "lua", "tinystories")],

@@ -270,8 +270,9 @@ def pair_groups(pairs: list[tuple[str, str]], d_sae: dict[str, int], budget_byte
 
 # %% ../nbs/06_matching.ipynb #m6a0c022
 def method_summaries(acc: CorrelationAccumulator, profiles: dict, saes: dict[str, SparseAutoencoder], parent: str, child: str,
-                     k: int = 8, timer: PhaseTimer | None = None) -> dict[str, tuple[ScoreSummary, Matches]]:
-    "Every method's score summary and matches for one pair: max_corr (primary), token_profile, decoder_cosine, hungarian."
+                     k: int = 8, timer: PhaseTimer | None = None, dense_max: int = 0) -> dict[str, tuple[ScoreSummary, Matches]]:
+    """Every method's score summary and matches for one pair: max_corr (primary), token_profile, decoder_cosine, hungarian,
+    and hungarian_dense (the exact dense assignment) when neither SAE has more than `dense_max` latents."""
     p, q, timer = acc.p, acc.q, timer or PhaseTimer(acc.sa.device)
     with timer("max_corr summary"): corr = summarise_scores(acc.correlation, p, q, k)
     with timer("token_profile summary"):
@@ -281,12 +282,16 @@ def method_summaries(acc: CorrelationAccumulator, profiles: dict, saes: dict[str
     wa, wb = saes[parent].W_dec, saes[child].W_dec
     with timer("decoder_cosine summary"): cos = summarise_scores(lambda lo, hi: decoder_cosine(wa[lo:hi], wb), p, q, k)
     with timer("sparse assignment"): assigned = candidate_assignment(corr, p, q)
-    return {"max_corr": (corr, corr.matches()), "token_profile": (prof_summary, prof_summary.matches()),
-            "decoder_cosine": (cos, cos.matches()), "hungarian": (corr, assigned)}
+    out = {"max_corr": (corr, corr.matches()), "token_profile": (prof_summary, prof_summary.matches()),
+           "decoder_cosine": (cos, cos.matches()), "hungarian": (corr, assigned)}
+    if 0 < max(p, q) <= dense_max:
+        with timer("dense assignment"): out["hungarian_dense"] = (corr, hungarian_match(acc.correlation()))
+    return out
 
 # %% ../nbs/06_matching.ipynb #m6a0c024
 def method_rows(all_matches: dict, alive: dict[str, np.ndarray], tau: float) -> tuple[list[dict], list[dict]]:
-    "Per pair and method: the transition counts, and the agreement of its persisting set with max_corr's."
+    """Per pair and method: the transition counts, the agreement of its persisting set with max_corr's, and (for
+    hungarian_dense) the share of alive parent features whose partner is the sparse assignment's."""
     rows, agreement = [], []
     for (p, c), ms in all_matches.items():
         primary = (ms["max_corr"].parent_score >= tau) & alive[p]
@@ -295,13 +300,17 @@ def method_rows(all_matches: dict, alive: dict[str, np.ndarray], tau: float) -> 
             persist = (m.parent_score >= tau) & alive[p]
             inter, union = (persist & primary).sum(), (persist | primary).sum()
             same = (m.parent_best[primary] == ms["max_corr"].parent_best[primary]).mean() if primary.any() else float("nan")
+            alive_p = alive[p]
+            same_h = (float((m.parent_best[alive_p] == ms["hungarian"].parent_best[alive_p]).mean())
+                      if method == "hungarian_dense" and "hungarian" in ms and alive_p.any() else float("nan"))
             agreement.append({"parent": p, "child": c, "method": method, "persist": int(persist.sum()),
-                              "jaccard_with_max_corr": float(inter / union) if union else 1.0, "same_partner_as_max_corr": float(same)})
+                              "jaccard_with_max_corr": float(inter / union) if union else 1.0, "same_partner_as_max_corr": float(same),
+                              "same_partner_as_hungarian": same_h})
     return rows, agreement
 
 # %% ../nbs/06_matching.ipynb #m6a0c061
 def match_pairs(pairs: list[tuple[str, str]], units: dict, blocks: np.ndarray, hook: str, chunk_blocks: int, budget_bytes: float,
-                k: int = 8, device="cpu", store: tuple[str, ...] = ()) -> dict:
+                k: int = 8, device="cpu", store: tuple[str, ...] = (), dense_max: int = 0) -> dict:
     "Summaries and matches of every pair by every method, alive features, the sparse stores of `store`, seconds per phase."
     saes = {n: u[1] for n, u in units.items()}
     d = max(s.d_sae for s in saes.values())
@@ -315,7 +324,7 @@ def match_pairs(pairs: list[tuple[str, str]], units: dict, blocks: np.ndarray, h
                         store if gi == 0 else (), timer)
         out["fires"].update(st["fires"]); out["stores"].update(st["stores"]); out["tokens"] = st["tokens"]
         for p in group:
-            ms = method_summaries(st["acc"].pop(p), st["profiles"], saes, *p, k, timer)
+            ms = method_summaries(st["acc"].pop(p), st["profiles"], saes, *p, k, timer, dense_max)
             out["summaries"][p] = ms["max_corr"][0]
             out["matches"][p] = {m: v[1] for m, v in ms.items()}
     out["alive"] = {n: (f > 0).cpu().numpy() for n, f in out["fires"].items()}

@@ -211,6 +211,10 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
         f"{len(mt['universal_features'])} are matched in all four models.",
         fig("fig2_feature_flow", "Figure 2: flow of persisting features."),
         fig("matching_threshold_sweep", "Persistence against τ with the seed-control null."),
+        *(["### Does the matching method matter?", "Persist counts of every method and their agreement with max-corr's "
+           "persisting set; where the dictionaries are small enough, the exact dense one-to-one assignment beside the "
+           "sparse one (`nbs/06_matching.ipynb`).", _read(tables / "matching_method_agreement.md")]
+          if (tables / "matching_method_agreement.md").exists() else []),
         "### Are persisting features generic?", _read(tables / "generic_features.md"),
         *robustness_parts(results["robustness"], tables, fig),
         "## Case studies (Figures 3 and 4)",
