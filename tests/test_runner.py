@@ -64,6 +64,43 @@ def test_rerun_skips_current_stages(smoke):
     assert r.stdout.count("unchanged, skipped") == len(discover_stages())
 
 
+def test_damaged_outputs_of_finished_stages_are_rerun(smoke, tmp_path):
+    """A truncated corpus file and a deleted table re-run the stages that wrote them, each with one line saying why; a
+    stage whose shared file they rewrote re-runs too; the stages downstream, which get the same bytes back, do not."""
+    run_dir = tmp_path / "copy"
+    shutil.copytree(smoke, run_dir)
+    parquet = run_dir / "data" / "lua" / "validation.parquet"
+    size = parquet.stat().st_size
+    with open(parquet, "r+b") as f: f.truncate(100)
+    (run_dir / "tables" / "sae_metrics.md").unlink()
+    r = reproduce("--profile", "smoke", "--run-dir", str(run_dir))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    reruns = [l for l in r.stdout.splitlines() if ": re-run: " in l]
+    assert f"[1/11] data: re-run: data/lua/validation.parquet changed size ({size:,} → 100 bytes)" in reruns, reruns
+    assert "[5/11] sae: re-run: tables/sae_metrics.md is missing" in reruns, reruns
+    ran = [l.split(":")[0] for l in r.stdout.splitlines() if ": running " in l]
+    assert len(ran) == len(reruns) and {"[6/11] matching", "[8/11] autointerp"}.isdisjoint(ran), r.stdout
+    assert parquet.stat().st_size == size and (run_dir / "tables" / "sae_metrics.md").is_file()
+    again = reproduce("--profile", "smoke", "--run-dir", str(run_dir))
+    assert again.stdout.count("unchanged, skipped") == len(discover_stages()), again.stdout
+
+
+def test_a_rerun_that_writes_other_bytes_reruns_what_needs_it(smoke, tmp_path):
+    "When a damaged stage's re-run writes bytes other than its marker recorded, the stages that need it run again too."
+    run_dir = tmp_path / "copy"
+    shutil.copytree(smoke, run_dir)
+    marker = run_dir / ".stages" / "explorer.json"
+    m = json.loads(marker.read_text())
+    rel = next(r for r in m["outputs"] if r.endswith("explorer.html"))
+    m["outputs"][rel][1] -= 1; m["outputs"][rel][2] = "0" * 64           # as if the recorded file had other bytes
+    marker.write_text(json.dumps(m))
+    r = reproduce("--profile", "smoke", "--run-dir", str(run_dir))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"explorer: re-run: {rel} changed" in r.stdout
+    assert "report: re-run: explorer wrote different outputs" in r.stdout
+    assert r.stdout.count("unchanged, skipped") == len(discover_stages()) - 2
+
+
 def test_changing_a_value_reruns_only_affected_stages(smoke, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(smoke, run_dir)

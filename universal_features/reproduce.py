@@ -27,13 +27,14 @@ from traitlets import CaselessStrEnum, default
 
 from .config import Config, ConfigError, config_hash
 from .profiles import DEFAULT_PROFILE, PROFILES
-from .files import atomic_path, atomic_write_text
+from .files import atomic_path, atomic_write_text, sha256_file
 from .run import REPO_ROOT, Run, Stage, open_run
 
 # %% auto #0
-__all__ = ['KERNEL_NAME', 'StageNotebook', 'discover_stages', 'stage_inputs', 'stage_keys', 'stage_is_current', 'ensure_kernel',
-           'LocalKernelManager', 'WarmKernel', 'preload', 'stage_summary', 'stable_outputs', 'write_back',
-           'import_papermill', 'run_pipeline', 'main']
+__all__ = ['KERNEL_NAME', 'RUNNER_RECORDS', 'StageNotebook', 'discover_stages', 'stage_inputs', 'stage_keys', 'stage_is_current',
+           'file_states', 'written_since', 'damaged_outputs', 'output_owners', 'ensure_kernel', 'LocalKernelManager',
+           'WarmKernel', 'preload', 'stage_summary', 'stable_outputs', 'write_back', 'import_papermill', 'run_pipeline',
+           'main']
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c001
 KERNEL_NAME = "universal-features"
@@ -115,6 +116,45 @@ def stage_is_current(root: Path, name: str, key: str) -> bool:
     "True when the stage finished in this run directory with this key."
     m = _marker(root, name)
     return m.exists() and json.loads(m.read_text()).get("key") == key
+
+# %% ../nbs/00d_reproduce.ipynb #r0a0c0o1
+RUNNER_RECORDS = (".stages", "notebooks", "logs", "config.json", "results.json")   # the runner's files, and the shared results
+
+def file_states(root: Path) -> dict[str, tuple[int, int]]:
+    "(size, modification time in ns) of every file of the run directory outside `RUNNER_RECORDS`, by relative path."
+    out = {}
+    for top in (sorted(root.iterdir()) if root.is_dir() else ()):
+        if top.name in RUNNER_RECORDS: continue
+        for p in ([top] if top.is_file() else sorted(q for q in top.rglob("*") if q.is_file())):
+            st = p.stat(); out[p.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns)
+    return out
+
+def written_since(root: Path, before: dict[str, tuple[int, int]]) -> dict[str, list]:
+    "The files created or changed since `before` (a `file_states`), each as [size, mtime_ns, sha256]."
+    return {rel: [size, mtime, sha256_file(root / rel)] for rel, (size, mtime) in file_states(root).items()
+            if before.get(rel) != (size, mtime)}
+
+# %% ../nbs/00d_reproduce.ipynb #r0a0c0o3
+def damaged_outputs(root: Path, outputs: dict[str, list] | None, owned: set[str] | None = None) -> list[str]:
+    "The recorded outputs (those in `owned`, if given) that are missing or whose bytes changed: one phrase each."
+    bad = []
+    for rel, (size, mtime, digest) in (outputs or {}).items():
+        if owned is not None and rel not in owned: continue
+        p = root / rel
+        if not p.is_file(): bad.append(f"{rel} is missing"); continue
+        st = p.stat()
+        if st.st_size != size: bad.append(f"{rel} changed size ({size:,} → {st.st_size:,} bytes)")
+        elif st.st_mtime_ns != mtime and sha256_file(p) != digest: bad.append(f"{rel} changed")
+    return bad
+
+def output_owners(root: Path, names: list[str]) -> dict[str, str]:
+    "Which stage's marker last recorded each output file (stages in pipeline order): that stage checks the file."
+    owners = {}
+    for name in names:
+        m = _marker(root, name)
+        if m.exists():
+            for rel in json.loads(m.read_text()).get("outputs") or {}: owners[rel] = name
+    return owners
 
 # %% ../nbs/00d_reproduce.ipynb #a8576706
 def ensure_kernel() -> str:
@@ -269,24 +309,40 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
     keys = stage_keys(stages, run.config, inputs)
     pm, kernel = None, None
     params = dict(profile=profile, run_dir=str(run.root), overrides=list(overrides or []))
-    status, t_all, plan = {}, time.time(), {}
+    status, t_all, plan, why = {}, time.time(), {}, {}
+    owners = output_owners(run.root, names)
     for i, sn in enumerate(stages):
         name = sn.stage.name
         forced = force or (start is not None and i >= names.index(start))
         if (only is not None and name != only) or (until is not None and i > names.index(until)): plan[name] = "not selected"
-        elif not forced and stage_is_current(run.root, name, keys[name]): plan[name] = "skipped"
+        elif not forced and stage_is_current(run.root, name, keys[name]):
+            bad = damaged_outputs(run.root, json.loads(_marker(run.root, name).read_text()).get("outputs"),
+                                  {rel for rel, o in owners.items() if o == name})
+            plan[name] = "run" if bad else "skipped"
+            if bad: why[name] = "; ".join(bad[:3]) + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
         else: plan[name] = "run"
     to_run = [sn for sn in stages if plan[sn.stage.name] == "run"]
+    rewrote = set()                                           # stages re-run for damage whose outputs came out different
     warm, closing = {}, []                                    # stage name -> its kernel, started ahead of its turn
     try:
         for i, sn in enumerate(stages):
             name = sn.stage.name
             if plan[name] == "not selected": status[name] = "not selected"; continue
-            if plan[name] == "skipped":
+            if plan[name] == "skipped" and "ran" in status.values():   # a stage that ran may have rewritten a file this one owns
+                bad = damaged_outputs(run.root, json.loads(_marker(run.root, name).read_text()).get("outputs"),
+                                      {rel for rel, o in owners.items() if o == name})
+                if bad: why[name] = "; ".join(bad[:3]) + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
+            if plan[name] == "skipped" and not rewrote.intersection(sn.stage.needs) and name not in why:
                 status[name] = "skipped"
                 print(f"[{i + 1}/{len(stages)}] {name}: unchanged, skipped", flush=True)
                 continue
+            if plan[name] == "skipped":                       # its outputs were damaged meanwhile, or a stage it needs wrote other bytes
+                why.setdefault(name, f"{', '.join(sorted(rewrote.intersection(sn.stage.needs)))} wrote different outputs")
+                plan[name] = "run"; to_run = [s for s in stages if plan[s.stage.name] == "run"]
+            if name in why: print(f"[{i + 1}/{len(stages)}] {name}: re-run: {why[name]}", flush=True)
+            old_marker = json.loads(_marker(run.root, name).read_text()) if _marker(run.root, name).exists() else {}
             _marker(run.root, name).unlink(missing_ok=True)
+            before = file_states(run.root)
             out_nb = run.root / "notebooks" / sn.notebook.name
             out_nb.parent.mkdir(parents=True, exist_ok=True)
             log = run.root / "logs" / f"{name}.log"; log.parent.mkdir(parents=True, exist_ok=True)
@@ -313,9 +369,15 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
             finally:   # the finished kernel exits while the next stage starts
                 closing.append(threading.Thread(target=mine.shutdown)); closing[-1].start()
             secs = time.time() - t0
+            outputs = written_since(run.root, before)
+            # what it did not rewrite this time (an SAE reused from its cache, say) and is still intact stays recorded
+            outputs = {**{r: o for r, o in (old_marker.get("outputs") or {}).items()
+                          if r not in outputs and not damaged_outputs(run.root, {r: o})}, **outputs}
+            if name in why and {r: o[2] for r, o in outputs.items()} != {r: o[2] for r, o in (old_marker.get("outputs") or {}).items()}:
+                rewrote.add(name)
             atomic_write_text(_marker(run.root, name), json.dumps(      # wall-clock times: for reports, never for results
                 {"key": keys[name], "seconds": round(secs, 2), "started": round(t0, 3), "finished": round(t0 + secs, 3),
-                 "notebook": sn.notebook.name, "inputs": inputs.get(name)}, indent=2) + "\n")
+                 "notebook": sn.notebook.name, "inputs": inputs.get(name), "outputs": outputs}, indent=2) + "\n")
             status[name] = "ran"
             print(f"[{i + 1}/{len(stages)}] {name}: {stage_summary(sn.stage, run.results().get(name, {}))} ({secs:.1f}s)", flush=True)
     finally:
