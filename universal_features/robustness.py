@@ -299,9 +299,9 @@ def plot_merge_flow(rows: list[dict], null_means: dict[str, float], title: str):
 def variant_config(sc: SAEConfig, variant: str, l0: float, train_tokens: int) -> SAEConfig:
     "The run's SAE settings changed by one variant: `topk`, `width:N` (N × d_mlp latents) or `tokens:F` (F × the tokens)."
     kind, _, value = variant.partition(":")
-    if kind == "topk": return replace(sc, architecture="topk", k=max(1, round(l0)), dead_remedy="auxk", null_seeds=0)
-    if kind == "width": return replace(sc, expansion_factor=int(value), null_seeds=0)
-    if kind == "tokens": return replace(sc, n_train_tokens=max(sc.batch_size_tokens, int(float(value) * train_tokens)), null_seeds=0)
+    if kind == "topk": return replace(sc, architecture="topk", k=max(1, round(l0)), dead_remedy="auxk")
+    if kind == "width": return replace(sc, expansion_factor=int(value))
+    if kind == "tokens": return replace(sc, n_train_tokens=max(sc.batch_size_tokens, int(float(value) * train_tokens)))
     raise ValueError(f"unknown SAE variant {variant!r}: use topk, width:N or tokens:F")
 
 # %% ../nbs/10_robustness.ipynb #r10a0063

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 import universal_features.autoencoder as autoencoder
-from .autoencoder import SparseAutoencoder, relu_loss_backward, resample_dead, sae_loss, save_sae
+from .autoencoder import SparseAutoencoder, load_sae, relu_loss_backward, resample_dead, sae_loss, save_sae
 from .config import SAEConfig
 from .files import Table, atomic_write_text, code_fingerprint, compute_once, sha256_file
 from .lineage import LINEAGE
@@ -28,8 +28,9 @@ from .run import OPTIMIZER_PRELOAD, Run, Stage, check_memory
 from .tokenizer import load_mixture
 
 # %% auto #0
-__all__ = ['STAGE', 'METRIC_COLUMNS', 'headline', 'harvest', 'ActivationBuffer', 'sae_schedule', 'train_dtype', 'fast_matmul',
-           'sae_memory_bytes', 'train_sae', 'sae_metrics', 'train_run_sae', 'sae_table', 'plot_densities']
+__all__ = ['STAGE', 'SAE_STAGE_PLAN', 'METRIC_COLUMNS', 'headline', 'harvest', 'ActivationBuffer', 'sae_schedule', 'train_dtype',
+           'fast_matmul', 'sae_memory_bytes', 'train_sae', 'sae_metrics', 'sae_identity', 'train_run_sae', 'sae_table',
+           'plot_densities']
 
 # %% ../nbs/05_sae.ipynb #6e538ed0
 def headline(results: dict) -> str:
@@ -206,6 +207,13 @@ def sae_metrics(sae: SparseAutoencoder, model: LanguageModel, blocks: np.ndarray
             "kl_to_clean": kl / (len(blocks) * blocks.shape[1]), "dead_fraction": float((density == 0).mean()),
             "shrinkage_l2_ratio": ratio / n_tok, "tokens": n_tok, "density": density.tolist()}
 
+# %% ../nbs/05_sae.ipynb #f5a0c0i1
+SAE_STAGE_PLAN = ("null_seeds", "eval_blocks", "log_points")   # how many SAEs the stage trains, how it evaluates and logs them
+
+def sae_identity(sc: SAEConfig) -> dict:
+    "The SAE settings that change a trained SAE: all of `SAEConfig` but the stage's plan (`SAE_STAGE_PLAN`)."
+    return {k: v for k, v in asdict(sc).items() if k not in SAE_STAGE_PLAN}
+
 # %% ../nbs/05_sae.ipynb #16c189b5
 def train_run_sae(run: Run, name: str, model_name: str, index: int, device="cpu", sc: SAEConfig | None = None,
                   model_dir: Path | None = None, folder: Path | None = None) -> dict:
@@ -213,10 +221,23 @@ def train_run_sae(run: Run, name: str, model_name: str, index: int, device="cpu"
     import universal_features.sae as this_module  # the exported module, also when this runs in the notebook
     sc = sc or run.config.sae
     model_dir, folder = Path(model_dir or run.model_dir(model_name)), Path(folder or run.sae_dir(name))
-    key = hashlib.sha256(json.dumps([asdict(sc), run.config.model.d_mlp, index, model_name, sha256_file(model_dir / "model.safetensors"),
-                                     code_fingerprint(autoencoder, this_module)]).encode()).hexdigest()
-    return compute_once(folder, key, lambda: _train_run_sae(run, name, model_name, index, device, sc, model_dir, folder),
-                        ready=lambda: (folder / "sae.safetensors").exists())["metrics"]
+    key = hashlib.sha256(json.dumps([sae_identity(sc), run.config.model.d_mlp, index, model_name,
+                                     sha256_file(model_dir / "model.safetensors"), code_fingerprint(autoencoder, this_module)]).encode()).hexdigest()
+    rec = compute_once(folder, key, lambda: _train_run_sae(run, name, model_name, index, device, sc, model_dir, folder),
+                       ready=lambda: (folder / "sae.safetensors").exists())
+    if rec.get("eval_blocks") == sc.eval_blocks: return rec["metrics"]
+    # the same SAE, evaluated on another number of held-out contexts: from its checkpoint, once per setting
+    return compute_once(folder / "eval", hashlib.sha256(json.dumps([key, sc.eval_blocks]).encode()).hexdigest(),
+                        lambda: _evaluate_run_sae(run, model_name, model_dir, folder, sc, rec["metrics"], device))
+
+def _evaluate_run_sae(run: Run, model_name: str, model_dir: Path, folder: Path, sc: SAEConfig, trained: dict, device) -> dict:
+    model = load_model(model_dir, expect_config=run.config.model).to(device).eval()
+    sae = load_sae(folder, expect_d_in=run.config.model.d_mlp).to(device)
+    val = load_mixture(run.root, "sae", model_name, "validation", seed=0)[: sc.eval_blocks]
+    metrics = sae_metrics(sae, model, val, sc.hook_name, device=device)
+    metrics.update({k: trained[k] for k in ("name", "model", "seed", "d_sae", "l1_coefficient", "train_tokens", "resampled",
+                                            "buffer_epochs")})
+    return metrics
 
 def _train_run_sae(run: Run, name: str, model_name: str, index: int, device, sc: SAEConfig, model_dir: Path, folder: Path) -> dict:
     cfg = run.config
@@ -245,7 +266,7 @@ def _train_run_sae(run: Run, name: str, model_name: str, index: int, device, sc:
                    resampled=summary["resampled"], buffer_epochs=buf.epoch)
     save_sae(sae, folder, {"model": model_name, "hook_name": sc.hook_name, "block_size": sc.block_size, "seed": seed,
                            "dataset": f"sae mixture '{model_name}' of run {run.config.profile}", "l1_coefficient": l1})
-    return {"metrics": metrics, "activations_per_second": summary["tokens"] / secs}
+    return {"metrics": metrics, "eval_blocks": sc.eval_blocks, "activations_per_second": summary["tokens"] / secs}
 
 # %% ../nbs/05_sae.ipynb #f5a0c015
 METRIC_COLUMNS = [("l0", "L0", "{:.1f}"), ("mse", "MSE", "{:.4f}"), ("explained_variance", "expl. var.", "{:.3f}"),
