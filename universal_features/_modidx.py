@@ -406,6 +406,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                           'universal_features.merge.lerp': ('merge.html#lerp', 'universal_features/merge.py'),
                                           'universal_features.merge.merged_model': ( 'merge.html#merged_model',
                                                                                      'universal_features/merge.py'),
+                                          'universal_features.merge.normalised_crossing': ( 'merge.html#normalised_crossing',
+                                                                                            'universal_features/merge.py'),
                                           'universal_features.merge.plot_sweep': ('merge.html#plot_sweep', 'universal_features/merge.py'),
                                           'universal_features.merge.rows_to_csv': ('merge.html#rows_to_csv', 'universal_features/merge.py'),
                                           'universal_features.merge.slerp': ('merge.html#slerp', 'universal_features/merge.py'),

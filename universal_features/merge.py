@@ -22,7 +22,7 @@ from .train import evaluate
 
 # %% auto #0
 __all__ = ['STAGE', 'MERGE_METHODS', 'PAPER_SWEEP', 'headline', 'slerp_tensor', 'slerp', 'lerp', 'merged_model', 'sweep',
-           'crossing_point', 'plot_sweep', 'rows_to_csv']
+           'crossing_point', 'normalised_crossing', 'plot_sweep', 'rows_to_csv']
 
 # %% ../nbs/04_merge.ipynb #d9aaaf3c
 def headline(results: dict) -> str:
@@ -121,6 +121,13 @@ PAPER_SWEEP = [(0.00, .5196, .1761), (.05, .5167, .1902), (.10, .5114, .2071), (
                (.50, .4108, .3549), (.55, .3927, .3770), (.60, .3753, .3984), (.65, .3587, .4182), (.70, .3427, .4361),
                (.75, .3268, .4522), (.80, .3110, .4668), (.85, .2951, .4779), (.90, .2793, .4861), (.95, .2632, .4915),
                (1.00, .2467, .4941)]
+
+# %% ../nbs/04_merge.ipynb #d4a0c0n1
+def normalised_crossing(ts: list[float], y0: list[float], y1: list[float]) -> float | None:
+    "Where the curves cross once each is scaled to [0, 1] by its own min–max over the sweep (None if one is flat or they never do)."
+    if max(y0) == min(y0) or max(y1) == min(y1): return None
+    scale = lambda y: (np.asarray(y, float) - min(y)) / (max(y) - min(y))
+    return crossing_point(ts, scale(y0), scale(y1))
 
 # %% ../nbs/04_merge.ipynb #c6b315ad
 def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | None, title: str, overlay_paper: bool = False):

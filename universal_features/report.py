@@ -87,7 +87,10 @@ def claim_crossing(mg: dict, tol: float = 0.1) -> dict:
     paper_t = crossing_point([t for t, _, _ in PAPER_SWEEP], [a for _, a, _ in PAPER_SWEEP], [b for _, _, b in PAPER_SWEEP])
     ours = mg.get("t_star_accuracy")
     ev = (f"accuracy curves cross at t* = {ours:.3f}" if ours is not None else "our accuracy curves do not cross") + \
-         f" (t = 0 TinyStories, t = 1 Lua); the authors' sweep crosses at {paper_t:.3f}"
+         f" (t = 0 TinyStories, t = 1 Lua); the authors' sweep crosses at {paper_t:.3f}" + \
+         (f"; range-normalised curves (each scaled by its own min–max over the sweep) cross at "
+          f"{mg['t_star_accuracy_normalised']:.3f}, the authors' at {mg['paper_t_star_accuracy_normalised']:.3f}"
+          if mg.get("t_star_accuracy_normalised") is not None else "")
     verdict = HOLDS if ours is not None and abs(ours - paper_t) <= tol else FAILS
     return {"claim": f"The SLERP accuracy curves cross near t ≈ {paper_t:.2f}", "evidence": ev, "verdict": verdict}
 
