@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .lineage import MERGE_ENDPOINTS
+from .lineage import LINEAGE, MERGE_ENDPOINTS
 from .model import LanguageModel
 from .run import Stage
 from .train import evaluate
@@ -133,7 +133,7 @@ def normalised_crossing(ts: list[float], y0: list[float], y1: list[float]) -> fl
 def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | None, title: str, overlay_paper: bool = False):
     "Accuracy on both domains along t (SLERP solid, LERP dotted), the base model dashed, t* marked; beside it the paper's curves (also over ours with `overlay_paper`)."
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw=dict(width_ratios=[3, 2]))
-    colors = {"tinystories": "tab:orange", "lua": "tab:blue"}
+    colors = {d: LINEAGE[d].colour for d in MERGE_ENDPOINTS}                   # the lineage's colours, as in every figure
     for method, style in (("slerp", "-o"), ("lerp", ":")):
         rs = [r for r in rows if r["method"] == method]
         if not rs: continue
@@ -146,15 +146,21 @@ def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | No
         for i, d in enumerate(MERGE_ENDPOINTS, 1):
             ax.plot([p[0] for p in PAPER_SWEEP], [p[i] for p in PAPER_SWEEP], "x", color="black", ms=4, alpha=0.6,
                     label="the authors' sweep" if i == 1 else None)
-    if t_star is not None: ax.axvline(t_star, color="grey", lw=1); ax.text(t_star, ax.get_ylim()[0], f" t*={t_star:.2f}", va="bottom", fontsize=8)
+    if t_star is not None:   # labelled at the top of the axes; the legends sit below the axes, clear of curves and label
+        ax.axvline(t_star, color="grey", lw=1)
+        ax.text(t_star, 0.98, f" t*={t_star:.2f}", va="top", fontsize=8, transform=ax.get_xaxis_transform())
     ax.set_xlabel("t   (0 = TinyStories fine-tune, 1 = Lua fine-tune)"); ax.set_ylabel("next-token accuracy")
-    ax.set_title(title, fontsize=9); ax.legend(fontsize=7, ncol=2); ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9); ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     pt = [p[0] for p in PAPER_SWEEP]
     axp.plot(pt, [p[1] for p in PAPER_SWEEP], "-", color=colors["tinystories"], label="tinystories")
     axp.plot(pt, [p[2] for p in PAPER_SWEEP], "-", color=colors["lua"], label="lua")
-    axp.axvline(crossing_point(pt, [p[1] for p in PAPER_SWEEP], [p[2] for p in PAPER_SWEEP]), color="grey", lw=1)
+    paper_t = crossing_point(pt, [p[1] for p in PAPER_SWEEP], [p[2] for p in PAPER_SWEEP])
+    axp.axvline(paper_t, color="grey", lw=1)
+    axp.text(paper_t, 0.98, f" t*={paper_t:.2f}", va="top", fontsize=8, transform=axp.get_xaxis_transform())
     axp.set_title("the authors' sweep (their models and data; paper_notes §5.3)", fontsize=9)
-    axp.set_xlabel("t"); axp.legend(fontsize=7); axp.grid(alpha=0.3)
+    axp.set_xlabel("t"); axp.grid(alpha=0.3)
+    axp.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -126,7 +126,9 @@ def plot_normalised(rows: list[dict], sweep: list[dict], bound: float, title: st
     ax.text(len(edges) - 0.5, 1.02, "as similar as two seeds", ha="right", va="bottom", fontsize=8, color="0.3")
     ax.text(len(edges) - 0.5, bound + 0.02, f"verdict bound {bound}", ha="right", va="bottom", fontsize=8, color="C3")
     ax.set_xticks(range(len(edges)), [f"{display_name(p)}\n→ {display_name(c)}" for p, c in edges], fontsize=8)
-    ax.set_ylabel("persistence ÷ parent's seed null"); ax.legend(fontsize=7, loc="upper left"); ax.set_ylim(bottom=0)
+    ax.set_ylabel("persistence ÷ parent's seed null"); ax.set_ylim(bottom=0)
+    # legends below the axes: inside, one of them covered a transition's interval whichever corner it took
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.17), frameon=False)
     mc = [s for s in sweep if s["method"] == "max_corr"]
     for k, e in enumerate(edges):
         pts = sorted((s for s in mc if (s["parent"], s["child"]) == e), key=lambda s: s["tau"])
@@ -135,7 +137,8 @@ def plot_normalised(rows: list[dict], sweep: list[dict], bound: float, title: st
         ax2.fill_between(t, [s["low"] for s in pts], [s["high"] for s in pts], color=f"C{k}", alpha=0.15)
     ax2.axhline(1, color="0.3", lw=1, ls="--"); ax2.axhline(bound, color="C3", lw=1, ls=":")
     ax2.set_xlabel("threshold τ (max-correlation)"); ax2.set_ylabel("persistence ÷ seed null (band: seed range)")
-    ax2.legend(fontsize=7); ax2.set_ylim(bottom=0)
+    ax2.set_ylim(bottom=0)
+    ax2.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.17), frameon=False)
     fig.suptitle(title, fontsize=10); fig.tight_layout()
     return fig
 
