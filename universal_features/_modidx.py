@@ -596,6 +596,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'universal_features/reproduce.py'),
                                               'universal_features.reproduce.run_pipeline': ( 'reproduce.html#run_pipeline',
                                                                                              'universal_features/reproduce.py'),
+                                              'universal_features.reproduce.small_png': ( 'reproduce.html#small_png',
+                                                                                          'universal_features/reproduce.py'),
                                               'universal_features.reproduce.stable_outputs': ( 'reproduce.html#stable_outputs',
                                                                                                'universal_features/reproduce.py'),
                                               'universal_features.reproduce.stage_inputs': ( 'reproduce.html#stage_inputs',

@@ -33,8 +33,8 @@ from .run import REPO_ROOT, Run, Stage, open_run
 # %% auto #0
 __all__ = ['KERNEL_NAME', 'RUNNER_RECORDS', 'StageNotebook', 'discover_stages', 'stage_inputs', 'stage_keys', 'stage_is_current',
            'file_states', 'written_since', 'damaged_outputs', 'output_owners', 'ensure_kernel', 'LocalKernelManager',
-           'WarmKernel', 'preload', 'stage_summary', 'stable_outputs', 'write_back', 'import_papermill', 'run_pipeline',
-           'main']
+           'WarmKernel', 'preload', 'stage_summary', 'small_png', 'stable_outputs', 'write_back', 'import_papermill',
+           'run_pipeline', 'main']
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c001
 KERNEL_NAME = "universal-features"
@@ -232,6 +232,17 @@ def stage_summary(stage: Stage, results: dict) -> str:
     try: return stage.summary(results)
     except (KeyError, TypeError, ValueError, IndexError): return "done"
 
+# %% ../nbs/00d_reproduce.ipynb #r0a0c1p1
+def small_png(data: str, max_width: int = 800, colors: int = 128) -> str:
+    "A base64 PNG as the notebooks in nbs/ keep it: at most `max_width` pixels wide, a `colors`-colour palette (full size in figures/)."
+    import base64, io
+    from PIL import Image
+    im = Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+    if im.width > max_width: im = im.resize((max_width, round(im.height * max_width / im.width)), Image.LANCZOS)
+    buf = io.BytesIO()
+    im.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buf, "PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode()
+
 # %% ../nbs/00d_reproduce.ipynb #r0a0c121
 def stable_outputs(outputs: list[dict], replace: dict[str, str]) -> list[dict]:
     "The outputs of one executed cell that may be stored: no stderr, counts or widget views; paths replaced."
@@ -245,7 +256,8 @@ def stable_outputs(outputs: list[dict], replace: dict[str, str]) -> list[dict]:
         if o["output_type"] == "stream" and o["name"] != "stdout": continue
         if o["output_type"] == "error" or "application/vnd.jupyter.widget-view+json" in o.get("data", {}): continue
         o = {k: (clean(v) if k == "text" else v) for k, v in o.items()}
-        if "data" in o: o["data"] = {m: (v if m.startswith("image/") else clean(v)) for m, v in o["data"].items()}
+        if "data" in o: o["data"] = {m: (small_png("".join(v)) if m == "image/png" else v if m.startswith("image/") else clean(v))
+                                     for m, v in o["data"].items()}
         if "execution_count" in o: o["execution_count"] = None
         if "metadata" in o: o["metadata"] = {}
         out.append(o)
