@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from universal_features.matching import candidate_assignment, hungarian_match, summarise_scores
+from universal_features.correlation import candidate_assignment, hungarian_match, summarise_scores
 
 
 def scores(n: int, seed: int = 0) -> torch.Tensor:

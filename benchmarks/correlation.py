@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy.stats import pearsonr
 
-from universal_features.matching import pearson_matrix
+from universal_features.correlation import pearson_matrix
 
 
 def main():

@@ -9,7 +9,7 @@ from universal_features.activations import ActivationStore, Partners
 from universal_features.case_studies import pick_snippets, selectivity, top_candidates
 from universal_features.dashboards import FeatureDashboard, feature_dashboard
 from universal_features.lexers import label_code, labelled_code_blocks, lex, token_labels
-from universal_features.matching import pearson_matrix
+from universal_features.correlation import pearson_matrix
 
 PY = ("x = 1\nif x == 2:\n    f(a=3, b=x)\n    y.z[0] = g(x) >= 4\ntry:\n    raise ValueError('no')\n"
       "except KeyError as e:\n    pass\nfinally:\n    w += 1\n")

@@ -1,6 +1,7 @@
 import pytest
 
-from universal_features.config import Config, ConfigError, config_hash, from_dict, load_config, save_config, to_dict, valid_keys
+from universal_features.config import Config, ConfigError, config_hash, from_dict, load_config, save_config, to_dict
+from universal_features.config_rules import valid_keys
 from universal_features.profiles import PROFILES, get_config
 
 

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from universal_features.matching import (CorrelationAccumulator, bootstrap_best, candidate_assignment, decoder_cosine,
-                                         hungarian_match, pair_groups, pearson_matrix, summarise_scores, transition_counts)
+from universal_features.correlation import (CorrelationAccumulator, candidate_assignment, decoder_cosine, hungarian_match,
+                                            pearson_matrix, summarise_scores)
+from universal_features.matching import bootstrap_best, pair_groups, transition_counts
 
 
 def max_match(scores):

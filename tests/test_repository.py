@@ -57,3 +57,18 @@ def test_xdist_groups_take_effect(request):
     "Under scripts/test.sh's workers, every test carries its group: else each worker builds the smoke run itself."
     if os.environ.get("PYTEST_XDIST_WORKER") and request.config.getvalue("loadgroup"):
         assert request.node.nodeid.endswith("@others"), request.node.nodeid
+
+
+def test_every_module_fits_in_450_lines():
+    "A module that grows past 450 lines is split along its seams (as matching/correlation and config/config_rules were)."
+    root = Path(__file__).resolve().parents[1] / "universal_features"
+    long = {p.name: n for p in root.glob("*.py") if p.name != "_modidx.py" and (n := len(p.read_text().splitlines())) > 450}
+    assert not long, f"modules over 450 lines: {long}"
+
+
+def test_outputs_kept_in_the_notebooks_stay_small():
+    "The outputs written back into nbs/ weigh under 600 KB together (figures at full size are in figures/)."
+    import json as _json
+    nbs = Path(__file__).resolve().parents[1] / "nbs"
+    size = sum(len(_json.dumps(o)) for p in nbs.glob("*.ipynb") for c in _json.loads(p.read_text())["cells"] for o in c.get("outputs", []))
+    assert size < 600 * 1024, f"{size / 1024:.0f} KB of outputs in nbs/"

@@ -22,7 +22,7 @@ from .dashboards import plot_feature_grid
 from .data import read_corpus
 from .lexers import LabelledCode, label_code, labelled_code_blocks, lex, line_offsets
 from .lineage import CODE_DOMAINS, EDGES, LINEAGE, MODELS, ROOT, display_name
-from .matching import decoder_cosine
+from .correlation import decoder_cosine
 from .model import LanguageModel
 from .run import Run, Stage
 from .tokenizer import token_strings

@@ -6,23 +6,19 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
-import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from .files import atomic_write_text
 
 # %% auto #0
 __all__ = ['LOCATION_KEYS', 'DomainConfig', 'FilterConfig', 'DataConfig', 'TokenizerConfig', 'ModelConfig', 'TrainConfig',
            'MergeConfig', 'SAEConfig', 'MatchingConfig', 'CaseStudyConfig', 'AutointerpConfig', 'ReportConfig',
-           'RobustnessConfig', 'ReleasedConfig', 'Config', 'ConfigError', 'valid_keys', 'unknown_key_message',
-           'apply_overrides', 'validate', 'to_dict', 'from_dict', 'save_config', 'load_config', 'config_hash']
+           'RobustnessConfig', 'ReleasedConfig', 'Config', 'ConfigError', 'to_dict', 'from_dict', 'save_config',
+           'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #3f1106a0
 @dataclass
@@ -252,162 +248,6 @@ class Config:
 # %% ../nbs/00_config.ipynb #4651dbe4
 class ConfigError(ValueError):
     "A profile, key or value that does not exist or does not parse."
-
-# %% ../nbs/00_config.ipynb #c0a1e051
-def _field_types(obj) -> dict[str, Any]:
-    return typing.get_type_hints(type(obj))
-
-# %% ../nbs/00_config.ipynb #c0a1e054
-def _parse_value(text: str, tp, key: str):
-    "Parse `text` as a value of type `tp` (bool, int, float, str, Optional, list, tuple, dict)."
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if text.strip().lower() in ("none", "null", ""): return None
-        return _parse_value(text, next(a for a in args if a is not type(None)), key)
-    try:
-        if tp is bool:
-            low = text.strip().lower()
-            if low in ("1", "true", "yes", "on"): return True
-            if low in ("0", "false", "no", "off"): return False
-            raise ValueError(text)
-        if tp is int: return int(float(text)) if "e" in text.lower() else int(text)
-        if tp is float: return float(text)
-        if tp is str: return text
-        if origin in (list, tuple):
-            s = text.strip()
-            items = json.loads(s) if s.startswith("[") else [x for x in s.split(",") if x.strip()]
-            elem = args[0] if args else str
-            vals = [v if not isinstance(v, str) else _parse_value(v, elem, key) for v in items]
-            return tuple(vals) if origin is tuple else vals
-        if origin is dict: return dict(json.loads(text))
-    except (ValueError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot parse {key}={text!r} as {tp}: {e}") from None
-    raise ConfigError(f"{key}: unsupported type {tp}")
-
-# %% ../nbs/00_config.ipynb #c0a1e056
-def valid_keys(cfg: Config) -> list[str]:
-    "Every overridable dotted key of `cfg`."
-    out = []
-    def walk(obj, prefix):
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            if dataclasses.is_dataclass(v): walk(v, f"{prefix}{f.name}.")
-            else: out.append(f"{prefix}{f.name}")
-    walk(cfg, "")
-    return out
-
-# %% ../nbs/00_config.ipynb #c0a1e102
-def unknown_key_message(cfg: Config, key: str) -> str:
-    "The error for an unknown key: the closest valid keys (difflib) and the keys of the section it names."
-    keys = valid_keys(cfg)
-    near = difflib.get_close_matches(key, keys, n=4, cutoff=0.6)
-    section = [k for k in keys if k.split(".")[0] == key.split(".")[0]]
-    msg = f"unknown config key {key!r}"
-    if near: msg += f"; did you mean {', '.join(near)}?"
-    if section: msg += f" Keys of [{key.split('.')[0]}]: {', '.join(k.split('.', 1)[-1] for k in section[:40])}"
-    else: msg += f" Sections: {', '.join(f.name for f in dataclasses.fields(cfg))}"
-    return msg
-
-# %% ../nbs/00_config.ipynb #c0a1e059
-def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
-    "A copy of `cfg` with `key=value` overrides applied (strings or a dict of key → value)."
-    cfg = from_dict(to_dict(cfg))
-    items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in (overrides or [])]
-    for key, raw in items:
-        *path, name = key.split(".")
-        obj = cfg
-        for p in path:
-            if not (dataclasses.is_dataclass(obj) and hasattr(obj, p) and dataclasses.is_dataclass(getattr(obj, p))):
-                raise ConfigError(unknown_key_message(cfg, key))
-            obj = getattr(obj, p)
-        types_ = _field_types(obj)
-        if name not in types_ or dataclasses.is_dataclass(getattr(obj, name)):
-            raise ConfigError(unknown_key_message(cfg, key))
-        value = raw if not isinstance(raw, str) else _parse_value(raw, types_[name], key)
-        setattr(obj, name, value)
-    return cfg
-
-# %% ../nbs/00_config.ipynb #c0a1e060
-def _split_override(text: str) -> tuple[str, str]:
-    if "=" not in text: raise ConfigError(f"override {text!r} is not of the form section.field=value")
-    k, v = text.split("=", 1)
-    return k.strip(), v
-
-# %% ../nbs/00_config.ipynb #c0a1e111
-_pos = lambda v: v > 0
-_frac = lambda v: 0 < v < 1
-
-def _is_pos_number(text: str) -> bool:
-    try: return float(text) > 0
-    except ValueError: return False
-
-_RULES: list[tuple[str, Callable[[Any], bool], str]] = [
-    *[(f"model.{k}", _pos, "must be > 0") for k in ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_mlp", "context_length",
-                                                     "max_position_embeddings")],
-    ("model.rms_norm_eps", _pos, "must be > 0"), ("model.rope_theta", _pos, "must be > 0"),
-    ("tokenizer.vocab_size", lambda v: v > 3, "must exceed the 3 special tokens"),
-    ("tokenizer.sample_mb_per_domain", _pos, "must be > 0"), ("tokenizer.map_batch_size", _pos, "must be > 0"),
-    *[(f"{s}.{k}", _pos, "must be > 0") for s in ("train", "finetune") for k in ("lr", "batch_size", "grad_clip", "eps",
-                                                                                 "checkpoint_every", "eval_every", "log_every")],
-    *[(f"{s}.{k}", lambda v: v >= 0, "must be ≥ 0") for s in ("train", "finetune") for k in ("weight_decay", "warmup_steps", "max_steps", "epochs")],
-    *[(f"{s}.schedule", lambda v: v in ("cosine", "constant"), "must be cosine or constant") for s in ("train", "finetune")],
-    *[(f"{s}.precision", lambda v: v in ("auto", "fp32", "bf16"), "must be auto, fp32 or bf16") for s in ("train", "finetune", "sae")],
-    *[(f"{s}.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "must be two numbers in [0, 1)") for s in ("train", "finetune", "sae")],
-    ("merge.method", lambda v: v in ("slerp", "lerp"), "must be slerp or lerp"),
-    ("merge.t", lambda v: v is None or 0 <= v <= 1, "must be none (the accuracy crossing t*) or in [0, 1]"),
-    ("merge.sweep_step", lambda v: 0 < v <= 1, "must be in (0, 1]"), ("merge.lerp_step", lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    ("merge.sweep_eval_blocks", lambda v: v >= 0, "must be ≥ 0"),
-    ("sae.architecture", lambda v: v in ("relu", "topk"), "must be relu or topk"),
-    ("sae.dead_remedy", lambda v: v in ("resample", "auxk", "none"), "must be resample, auxk or none"),
-    *[(f"sae.{k}", _pos, "must be > 0") for k in ("expansion_factor", "k", "block_size", "lr", "batch_size_tokens", "buffer_contexts",
-                                                   "eval_blocks", "dead_window_tokens", "log_points")],
-    *[(f"sae.{k}", lambda v: v >= 0, "must be ≥ 0") for k in ("l1_coefficient", "n_train_tokens", "l1_warmup_steps", "lr_warmup_steps",
-                                                               "null_seeds")],
-    ("sae.lr_decay_fraction", lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    ("sae.resample_fractions", lambda v: all(0 < f < 1 for f in v), "must be fractions of training in (0, 1)"),
-    ("matching.threshold", lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    ("matching.threshold_sweep", lambda v: all(-1 <= t <= 1 for t in v), "must be correlations in [-1, 1]"),
-    *[(f"matching.{k}", _pos, "must be > 0") for k in ("n_eval_blocks", "chunk_tokens", "n_bootstrap", "top_k", "memory_gb")],
-    ("matching.dense_assignment_max", lambda v: v >= 0, "must be ≥ 0 (0: never)"),
-    ("data.hub", lambda v: v in ("never", "auto", "require"), "must be never, auto or require"),
-    *[(f"data.{d}.validation_fraction", _frac, "must be in (0, 1)") for d in ("english", "python", "lua", "tinystories")],
-    *[(f"data.{d}.max_train_mb", lambda v: v >= 0, "must be ≥ 0 (0 = no cap)") for d in ("english", "python", "lua", "tinystories")],
-    ("autointerp.backend", lambda v: v in ("auto", "openai", "offline"), "must be auto, openai or offline"),
-    *[(f"autointerp.{k}", lambda v: v >= 0, "must be ≥ 0") for k in ("n_features", "n_persisting", "holdout_top", "holdout_random")],
-    ("report.dpi", _pos, "must be > 0"),
-    ("released.merge_tolerance_ulps", _pos, "must be > 0"),
-    ("robustness.bound", lambda v: 0 < v, "must be > 0"),
-    ("robustness.n_resamples", _pos, "must be > 0"),
-    ("robustness.paper_lr", _pos, "must be > 0"),
-    *[(f"robustness.{k}", lambda v: len(v) > 0 and all(0 <= f <= 1 for f in v), "must be fractions in [0, 1]")
-      for k in ("checkpoint_fractions", "paper_lr_fractions", "merge_ts")],
-    ("robustness.sae_variants", lambda v: all(x == "topk" or (x.partition(":")[0] in ("width", "tokens") and _is_pos_number(x.partition(":")[2]))
-                                              for x in v), "must be topk, width:N or tokens:F"),
-    ("report.figure_formats", lambda v: len(v) > 0 and set(v) <= {"png", "pdf", "svg"}, "must be some of png, pdf, svg"),
-]
-
-def _get(cfg, key: str):
-    for p in key.split("."): cfg = getattr(cfg, p)
-    return cfg
-
-_HUB_SPEC = re.compile(r"[\w.-]+/[\w.-]+(@[\w./-]+)?")
-
-def validate(cfg: Config) -> Config:
-    "`cfg` unchanged if every value obeys its rule, else one ConfigError naming each key, its value and the rule."
-    bad = [f"{k}={_get(cfg, k)!r} {rule}" for k, ok, rule in _RULES if not ok(_get(cfg, k))]
-    m, s = cfg.model, cfg.sae
-    if m.d_model % m.n_heads: bad.append(f"model.d_model={m.d_model} must be divisible by model.n_heads={m.n_heads}")
-    elif (m.d_model // m.n_heads) % 2: bad.append(f"model.d_model / model.n_heads = {m.d_model // m.n_heads} must be even (RoPE rotates pairs)")
-    if m.n_heads % m.n_kv_heads: bad.append(f"model.n_heads={m.n_heads} must be divisible by model.n_kv_heads={m.n_kv_heads}")
-    if s.block_size > m.max_position_embeddings: bad.append(f"sae.block_size={s.block_size} must be ≤ model.max_position_embeddings={m.max_position_embeddings}")
-    if s.architecture == "topk" and s.dead_remedy == "resample": bad.append("sae.dead_remedy='resample' is for the relu architecture: use auxk with topk")
-    if s.architecture == "relu" and s.dead_remedy == "auxk": bad.append("sae.dead_remedy='auxk' is for the topk architecture: use resample with relu")
-    rel = cfg.released.models
-    if rel and len(rel) < 4: bad.append(f"released: {', '.join(rel)} set but not {', '.join(n for n in ('base', 'lua', 'tinystories', 'luastories') if n not in rel)}: "
-                                        "set all four Hub ids (the authors' checkpoints) or none (train here)")
-    bad += [f"released.{n}={v!r} must be a Hub id owner/name, optionally pinned as owner/name@revision" for n, v in rel.items() if not _HUB_SPEC.fullmatch(v)]
-    if bad: raise ConfigError("invalid config: " + "; ".join(bad))
-    return cfg
 
 # %% ../nbs/00_config.ipynb #c0a1e063
 def to_dict(cfg) -> dict:

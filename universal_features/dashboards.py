@@ -18,7 +18,7 @@ from matplotlib.patches import Rectangle
 from .activations import ActivationStore
 from .autoencoder import SparseAutoencoder
 from .lineage import display_name
-from .matching import decoder_cosine
+from .correlation import decoder_cosine
 from .model import LanguageModel
 from .tokenizer import token_strings
 

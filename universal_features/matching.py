@@ -7,37 +7,29 @@ confidence intervals; the feature flow of Figure 2."""
 # %% ../nbs/06_matching.ipynb #3ebebc59
 from __future__ import annotations
 
-import warnings
-
-from dataclasses import dataclass
-from typing import Callable
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.path import Path as MPath
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from tqdm import tqdm
 
 from .activations import ActivationStore, Partners, encode_chunk, pearson_from_moments, sparse_rows
 from .autoencoder import SparseAutoencoder
+from .correlation import (CorrelationAccumulator, Matches, ScoreSummary, candidate_assignment,
+                                            decoder_cosine, hungarian_match, sparse_transpose, summarise_scores)
 from .files import Table
 from .lineage import LINEAGE, MERGED, ROOT, TRANSITIONS, display_name, generation
 from .model import LanguageModel
 from .run import PhaseTimer, Stage, check_memory
 
 # %% auto #0
-__all__ = ['STAGE', 'headline', 'sparse_transpose', 'CorrelationAccumulator', 'pearson_matrix', 'Matches', 'merge_column_top',
-           'ScoreSummary', 'summarise_scores', 'hungarian_match', 'candidate_assignment', 'decoder_cosine',
-           'transition_counts', 'evaluation_blocks', 'accumulate', 'pair_groups', 'method_summaries', 'method_rows',
-           'match_pairs', 'partners_of', 'save_matching', 'save_stores', 'candidate_stats', 'bootstrap_best',
-           'bootstrap_shares', 'interval', 'bootstrap_all', 'transitions_table', 'threshold_sweep', 'feature_chains',
-           'match_rows', 'plot_flow', 'plot_threshold_sweep']
+__all__ = ['STAGE', 'headline', 'transition_counts', 'evaluation_blocks', 'accumulate', 'pair_groups', 'method_summaries',
+           'method_rows', 'match_pairs', 'partners_of', 'save_matching', 'save_stores', 'candidate_stats',
+           'bootstrap_best', 'bootstrap_shares', 'interval', 'bootstrap_all', 'transitions_table', 'threshold_sweep',
+           'feature_chains', 'match_rows', 'plot_flow', 'plot_threshold_sweep']
 
 # %% ../nbs/06_matching.ipynb #15019939
 def headline(results: dict) -> str:
@@ -46,163 +38,6 @@ def headline(results: dict) -> str:
     return "persist " + ", ".join(f"{t['parent']}→{t['child']} {t['persist_share_alive']:.1%}" for t in rows)
 
 STAGE = Stage("matching", reads=("matching",), needs=("sae",), summary=headline)
-
-# %% ../nbs/06_matching.ipynb #m6a0c0s1
-def sparse_transpose(a: torch.Tensor, max_density: float = 0.1) -> torch.Tensor | None:
-    "aᵀ [p, t] as a sparse CSR matrix when at most `max_density` of `a` [t, p] is non-zero, else None (use the dense product)."
-    if a.numel() == 0 or torch.count_nonzero(a) > max_density * a.numel(): return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)             # "sparse CSR support is in beta" (PyTorch 2.x)
-        return a.T.contiguous().to_sparse_csr()   # from a contiguous copy: 0.5 s against 1.3 s (8,192 × 16,384, CPU)
-
-# %% ../nbs/06_matching.ipynb #8bba2a0c
-class CorrelationAccumulator:
-    "Streaming Pearson correlation between the columns of A [n, p] and B [n, q], fed in row chunks."
-    def __init__(self, p: int, q: int, device="cpu"):
-        f64 = dict(dtype=torch.float64, device=device)
-        self.n, self.p, self.q = 0, p, q
-        self.sa, self.sb = torch.zeros(p, **f64), torch.zeros(q, **f64)       # [p], [q]
-        self.saa, self.sbb = torch.zeros(p, **f64), torch.zeros(q, **f64)     # [p], [q]
-        self.sab = None                                                       # [p, q], allocated by the first chunk
-
-    @staticmethod
-    def nbytes(p: int, q: int) -> int:
-        "Memory of the statistics of a p × q pair."
-        return 8 * (p * q + 2 * (p + q))
-
-    def update(self, a: torch.Tensor, b: torch.Tensor, a_t: torch.Tensor | None = None) -> None:
-        "Add a chunk: a [t, p] and b [t, q] on the same t tokens; `a_t`, if given, is aᵀ as a sparse CSR matrix [p, t]."
-        if a.shape[0] != b.shape[0]: raise ValueError(f"chunks cover {a.shape[0]} and {b.shape[0]} positions; they must be the same tokens")
-        self.n += a.shape[0]
-        a64, b64 = a.double(), b.double()        # moments in float64: E[x²] − E[x]² cancels badly in float32
-        self.sa += a64.sum(0); self.sb += b64.sum(0)
-        self.saa += a64.pow(2).sum(0); self.sbb += b64.pow(2).sum(0)
-        ab = (a.T if a_t is None else a_t) @ b   # [p, t] @ [t, q] -> [p, q] at the input precision, added in float64
-        # one chunk's products are kept as they are (float64 of them is the same numbers, and 2 GB at 16,384²);
-        # the sum of several is float64
-        if self.sab is None: self.sab = ab
-        elif self.sab.dtype != torch.float64: self.sab = self.sab.double().add_(ab)
-        else: self.sab.add_(ab)
-
-    def moments(self) -> tuple[torch.Tensor, ...]:
-        "Means and standard deviations of both sets of features."
-        n = self.n
-        ma, mb = self.sa / n, self.sb / n
-        return ma, mb, (self.saa / n - ma ** 2).clamp_min(0).sqrt(), (self.sbb / n - mb ** 2).clamp_min(0).sqrt()
-
-    def correlation(self, lo: int = 0, hi: int | None = None) -> torch.Tensor:
-        "[hi − lo, q] float32 Pearson r of parent features lo … hi−1 with every child feature; 0 where either is constant."
-        hi = self.p if hi is None else hi
-        # computed in float64 from float64 sums; one chunk's float32 products gain nothing from it (and it costs 3x)
-        ma, mb, sa, sb = (m.to(self.sab.dtype) for m in self.moments())
-        return pearson_from_moments(self.sab[lo:hi], ma[lo:hi, None], mb[None, :], sa[lo:hi, None], sb[None, :], n=self.n).float()
-
-# %% ../nbs/06_matching.ipynb #m6a0c007
-def pearson_matrix(a: torch.Tensor, b: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    "Exact Pearson correlation between every column of `a` and every column of `b`, streamed over row chunks."
-    acc = CorrelationAccumulator(a.shape[1], b.shape[1], a.device)
-    for i in range(0, a.shape[0], chunk): acc.update(a[i:i + chunk], b[i:i + chunk], sparse_transpose(a[i:i + chunk]))
-    return acc.correlation()
-
-# %% ../nbs/06_matching.ipynb #6b182788
-@dataclass
-class Matches:
-    "Best partner and score of every parent (rows) and child (columns) feature."
-    parent_best: np.ndarray
-    parent_score: np.ndarray
-    child_best: np.ndarray
-    child_score: np.ndarray
-
-# %% ../nbs/06_matching.ipynb #m6a0c071
-def merge_column_top(s: torch.Tensor, lo: int, top_i: torch.Tensor | None, top_v: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    "Merge block `s` [r, q] (rows lo…lo+r−1) into each column's k best rows so far (`top_i`, `top_v` [≤k, q], best first)."
-    if top_v is None or len(top_v) < k:                                  # the first rows: a plain top-k down the columns
-        v, i = s.topk(min(k, len(s)), dim=0)
-        i = i + lo
-        if top_v is not None: v, i = torch.cat([top_v, v]), torch.cat([top_i, i])
-        best = v.topk(min(k, len(v)), dim=0)
-        return i.gather(0, best.indices), best.values
-    r, c = (s > top_v[-1]).nonzero(as_tuple=True)                        # entries that beat their column's k-th best
-    if len(r) == 0: return top_i, top_v
-    cols, c_local = torch.unique(c, return_inverse=True)                 # the columns that change
-    order = torch.argsort(c_local, stable=True)
-    r, c, c_local = r[order], c[order], c_local[order]
-    counts = torch.bincount(c_local, minlength=len(cols))
-    pos = torch.arange(len(r), device=s.device) - (counts.cumsum(0) - counts)[c_local]   # rank within its column
-    cand_v = torch.full((k + int(counts.max()), len(cols)), -torch.inf, device=s.device, dtype=s.dtype)
-    cand_i = torch.zeros(cand_v.shape, dtype=top_i.dtype, device=s.device)
-    cand_v[:k], cand_i[:k] = top_v[:, cols], top_i[:, cols]
-    cand_v[k + pos, c_local], cand_i[k + pos, c_local] = s[r, c], r + lo
-    best = cand_v.topk(k, dim=0)
-    top_v, top_i = top_v.clone(), top_i.clone()
-    top_v[:, cols], top_i[:, cols] = best.values, cand_i.gather(0, best.indices)
-    return top_i, top_v
-
-# %% ../nbs/06_matching.ipynb #m6a0c051
-@dataclass
-class ScoreSummary:
-    "What is kept of a [p, q] score matrix: the k best partners of every row and every column, and its diagonal."
-    parent_top: np.ndarray          # [p, k] column indices, best first
-    parent_top_score: np.ndarray    # [p, k]
-    child_top: np.ndarray           # [q, k] row indices, best first
-    child_top_score: np.ndarray     # [q, k]
-    diagonal: np.ndarray            # [min(p, q)] scores of (i, i)
-
-    def matches(self) -> Matches:
-        "Many-to-one: each feature's highest-scoring partner (Bricken et al.; the paper's rule)."
-        return Matches(self.parent_top[:, 0], self.parent_top_score[:, 0], self.child_top[:, 0], self.child_top_score[:, 0])
-
-@torch.no_grad()
-def summarise_scores(block: Callable[[int, int], torch.Tensor], p: int, q: int, k: int = 8, rows: int = 2048) -> ScoreSummary:
-    "Summarise the [p, q] matrix whose rows lo…hi−1 `block(lo, hi)` returns, one block of rows at a time."
-    kp, kc = min(k, q), min(k, p)
-    pt, pts, diag, ct, cts = [], [], [], None, None
-    for lo in range(0, p, rows):
-        hi = min(lo + rows, p)
-        s = block(lo, hi).float()                                            # [rows, q]
-        v, i = s.topk(kp, dim=1)                                             # [rows, kp]: each row's best columns
-        pt.append(i.cpu()); pts.append(v.cpu())
-        ct, cts = merge_column_top(s, lo, ct, cts, kc)                       # [kc, q]: each column's best rows so far
-        d = torch.arange(lo, max(lo, min(hi, q)), device=s.device)          # the diagonal inside this block
-        diag.append(s[d - lo, d].cpu())
-    return ScoreSummary(torch.cat(pt).numpy(), torch.cat(pts).numpy(), ct.T.cpu().numpy(), cts.T.cpu().numpy(),
-                        torch.cat(diag).numpy())
-
-# %% ../nbs/06_matching.ipynb #m6a0c010
-def hungarian_match(scores: torch.Tensor) -> Matches:
-    "One-to-one assignment maximising the total score on the dense matrix (scipy.optimize.linear_sum_assignment)."
-    s = scores.float().cpu().numpy()
-    rows, cols = linear_sum_assignment(-s)
-    pb = np.full(s.shape[0], -1); ps = np.full(s.shape[0], -np.inf, dtype=np.float32)
-    cb = np.full(s.shape[1], -1); cs = np.full(s.shape[1], -np.inf, dtype=np.float32)
-    pb[rows], ps[rows], cb[cols], cs[cols] = cols, s[rows, cols], rows, s[rows, cols]
-    return Matches(pb, ps, cb, cs)
-
-# %% ../nbs/06_matching.ipynb #m6a0c054
-def candidate_assignment(summary: ScoreSummary, p: int, q: int) -> Matches:
-    "The one-to-one assignment of maximal total score over the candidate edges of `summary` (exact LAP, sparse)."
-    k, kc = summary.parent_top.shape[1], summary.child_top.shape[1]
-    d = len(summary.diagonal)
-    rows = np.concatenate([np.repeat(np.arange(p), k), summary.child_top.ravel(), np.arange(d)])
-    cols = np.concatenate([summary.parent_top.ravel(), np.repeat(np.arange(q), kc), np.arange(d)])
-    score = np.concatenate([summary.parent_top_score.ravel(), summary.child_top_score.ravel(), summary.diagonal]).astype(np.float64)
-    graph = sp.coo_matrix((score + 2.0, (rows, cols)), shape=(p, q)).tocsr()  # weights in [1, 3]: LAPJVsp needs non-zeros
-    graph.sum_duplicates()
-    dup = sp.coo_matrix((np.ones_like(score), (rows, cols)), shape=(p, q)).tocsr()
-    graph.data /= dup.data                                                    # an edge listed twice keeps its one score
-    transpose = p > q                                                         # full matching covers the smaller side
-    r, c = min_weight_full_bipartite_matching(graph.T.tocsr() if transpose else graph, maximize=True)
-    if transpose: r, c = c, r
-    s = np.asarray(graph[r, c]).ravel() - 2.0
-    pb = np.full(p, -1); ps = np.full(p, -np.inf, dtype=np.float32)
-    cb = np.full(q, -1); cs = np.full(q, -np.inf, dtype=np.float32)
-    pb[r], ps[r], cb[c], cs[c] = c, s, r, s
-    return Matches(pb, ps, cb, cs)
-
-# %% ../nbs/06_matching.ipynb #m6a0c012
-def decoder_cosine(w_a: torch.Tensor, w_b: torch.Tensor) -> torch.Tensor:
-    "Cosine similarity between every row (decoder direction) of `w_a` [p, d] and of `w_b` [q, d]: [p, q]."
-    return F.normalize(w_a.detach().float(), dim=-1) @ F.normalize(w_b.detach().float(), dim=-1).T
 
 # %% ../nbs/06_matching.ipynb #m6a0c014
 def transition_counts(m: Matches, alive_parent: np.ndarray, alive_child: np.ndarray, tau: float) -> dict:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from .config import (AutointerpConfig, CaseStudyConfig, Config, ConfigError, DataConfig, DomainConfig,
                                        MatchingConfig, MergeConfig, ModelConfig, ReleasedConfig, ReportConfig, RobustnessConfig, SAEConfig,
-                                       TokenizerConfig, TrainConfig, apply_overrides, validate)
+                                       TokenizerConfig, TrainConfig)
+from .config_rules import apply_overrides, validate
 
 # %% auto #0
 __all__ = ['RELEASED_MODELS', 'PROFILES', 'DEFAULT_PROFILE', 'smoke_profile', 'cpu_profile', 'cpu_study_profile', 'gpu_profile',

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import hashlib
 import importlib
@@ -31,10 +32,10 @@ from .files import atomic_path, atomic_write_text, sha256_file
 from .run import REPO_ROOT, Run, Stage, open_run
 
 # %% auto #0
-__all__ = ['KERNEL_NAME', 'RUNNER_RECORDS', 'StageNotebook', 'discover_stages', 'stage_inputs', 'stage_keys', 'stage_is_current',
-           'file_states', 'written_since', 'damaged_outputs', 'output_owners', 'ensure_kernel', 'LocalKernelManager',
-           'WarmKernel', 'preload', 'stage_summary', 'small_png', 'stable_outputs', 'write_back', 'import_papermill',
-           'run_pipeline', 'main']
+__all__ = ['KERNEL_NAME', 'RUNNER_RECORDS', 'StageNotebook', 'discover_stages', 'package_imports', 'stage_inputs', 'stage_keys',
+           'stage_is_current', 'file_states', 'written_since', 'damaged_outputs', 'output_owners', 'ensure_kernel',
+           'LocalKernelManager', 'WarmKernel', 'preload', 'stage_summary', 'small_png', 'stable_outputs', 'write_back',
+           'import_papermill', 'run_pipeline', 'main']
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c001
 KERNEL_NAME = "universal-features"
@@ -77,12 +78,27 @@ def discover_stages(nbs_dir: Path | None = None) -> list[StageNotebook]:
     return out
 
 # %% ../nbs/00d_reproduce.ipynb #62c3ec48
+def package_imports(module: str) -> list[str]:
+    "`module` and every module of this package it imports, directly or through others (sorted)."
+    seen, todo = set(), [module]
+    while todo:
+        m = todo.pop()
+        path = REPO_ROOT / "universal_features" / f"{m.replace('.', '/')}.py"
+        if m in seen or not path.exists(): continue
+        seen.add(m)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1: todo += [node.module] if node.module else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("universal_features."): todo.append(node.module.split(".", 1)[1])
+            elif isinstance(node, ast.Import): todo += [a.name.split(".", 1)[1] for a in node.names if a.name.startswith("universal_features.")]
+    return sorted(seen)
+
 def _code_hash(sn: StageNotebook) -> str:
+    "The stage notebook's cells and the code of its module and of every package module it imports (comments aside)."
     h = hashlib.sha256()
     for cell in json.loads(sn.notebook.read_text())["cells"]:
         src = cell["source"]; h.update(("".join(src) if isinstance(src, list) else src).encode())
-    mod_file = REPO_ROOT / "universal_features" / f"{sn.module.replace('.', '/')}.py"
-    if mod_file.exists(): h.update(mod_file.read_bytes())
+    for m in package_imports(sn.module):
+        h.update(ast.dump(ast.parse((REPO_ROOT / "universal_features" / f"{m.replace('.', '/')}.py").read_text())).encode())
     return h.hexdigest()
 
 def stage_inputs(stages: list[StageNotebook], cfg: Config, root: Path | None = None) -> dict[str, str]:

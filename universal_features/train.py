@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .config import Config, TrainConfig, apply_overrides, config_hash, load_config
+from .config import Config, TrainConfig, config_hash, load_config
+from .config_rules import apply_overrides
 from .files import Table, atomic_path, atomic_write_text, code_fingerprint, compute_once
 from .lineage import DOMAINS, OWN_DOMAINS, TRAINED
 from .model import LanguageModel, load_model, next_token_loss, save_model
