@@ -53,14 +53,20 @@ def our_loop(d_in, d_sae, device, sc):
     return run
 
 
-def bench(shape, rounds, steps, device):
+def setup(shape, device):
+    "The profile's SAE config, its shape and one batch of stand-in activations (random, non-negative)."
     cfg = get_config(shape)
     sc = cfg.sae
     # a resampling step (twice per SAE) and the metrics read-back (sae.log_points = 50 times per SAE, i.e. once every few
     # hundred steps in a real run) are not per-step costs: log once per timed round here
     sc.dead_remedy, sc.resample_fractions, sc.log_points = "none", (), 1
-    d_in, d_sae, batch = cfg.model.d_mlp, cfg.model.d_mlp * sc.expansion_factor, sc.batch_size_tokens
-    x = torch.randn(batch, d_in, device=device).abs()
+    d_in = cfg.model.d_mlp
+    return sc, d_in, d_in * sc.expansion_factor, torch.randn(sc.batch_size_tokens, d_in, device=device).abs()
+
+
+def bench(shape, rounds, steps, device):
+    sc, d_in, d_sae, x = setup(shape, device)
+    batch = len(x)
     gpu = device.type == "cuda"
     loops = {"ours": our_loop(d_in, d_sae, device, sc),
              "plain": plain_loop(d_in, d_sae, device, sc.lr, sc.l1_coefficient, bf16=gpu)}
@@ -87,11 +93,7 @@ def bench(shape, rounds, steps, device):
 def profile_ours(shape, steps, device):
     "torch.profiler over `steps` of our loop: the operators with the most device (or CPU) time of their own."
     from torch.profiler import ProfilerActivity, profile
-    cfg = get_config(shape)
-    sc = cfg.sae
-    sc.dead_remedy, sc.resample_fractions, sc.log_points = "none", (), 1
-    d_in, d_sae = cfg.model.d_mlp, cfg.model.d_mlp * sc.expansion_factor
-    x = torch.randn(sc.batch_size_tokens, d_in, device=device).abs()
+    sc, d_in, d_sae, x = setup(shape, device)
     run = our_loop(d_in, d_sae, device, sc)
     run(x, 3)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])

@@ -27,7 +27,9 @@ from universal_features.files import Table, atomic_write_text  # noqa: E402
 from universal_features.lineage import NULL_PAIRS, TRANSITIONS, display_name  # noqa: E402
 from universal_features.train import PAPER_LM  # noqa: E402
 
-STAGES = ("data", "tokenizer", "train", "merge", "sae", "matching", "case_studies", "autointerp", "explorer", "robustness", "report")
+from universal_features.reproduce import discover_stages  # noqa: E402
+
+STAGES = tuple(sn.stage.name for sn in discover_stages())   # every stage, in the order the runner runs them
 
 
 def memory_samples(log: Path) -> list[tuple[float, float]]:

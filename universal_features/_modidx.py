@@ -598,6 +598,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                 'universal_features/reproduce.py'),
                                               'universal_features.reproduce.preload': ( 'reproduce.html#preload',
                                                                                         'universal_features/reproduce.py'),
+                                              'universal_features.reproduce.rerun_reason': ( 'reproduce.html#rerun_reason',
+                                                                                             'universal_features/reproduce.py'),
                                               'universal_features.reproduce.run_pipeline': ( 'reproduce.html#run_pipeline',
                                                                                              'universal_features/reproduce.py'),
                                               'universal_features.reproduce.small_png': ( 'reproduce.html#small_png',

@@ -33,9 +33,9 @@ from .run import REPO_ROOT, Run, Stage, open_run
 
 # %% auto #0
 __all__ = ['KERNEL_NAME', 'RUNNER_RECORDS', 'StageNotebook', 'discover_stages', 'package_imports', 'stage_inputs', 'stage_keys',
-           'stage_is_current', 'file_states', 'written_since', 'damaged_outputs', 'output_owners', 'ensure_kernel',
-           'LocalKernelManager', 'WarmKernel', 'preload', 'stage_summary', 'small_png', 'stable_outputs', 'write_back',
-           'import_papermill', 'run_pipeline', 'main']
+           'stage_is_current', 'file_states', 'written_since', 'damaged_outputs', 'rerun_reason', 'output_owners',
+           'ensure_kernel', 'LocalKernelManager', 'WarmKernel', 'preload', 'stage_summary', 'small_png',
+           'stable_outputs', 'write_back', 'import_papermill', 'run_pipeline', 'main']
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c001
 KERNEL_NAME = "universal-features"
@@ -162,6 +162,12 @@ def damaged_outputs(root: Path, outputs: dict[str, list] | None, owned: set[str]
         if st.st_size != size: bad.append(f"{rel} changed size ({size:,} → {st.st_size:,} bytes)")
         elif st.st_mtime_ns != mtime and sha256_file(p) != digest: bad.append(f"{rel} changed")
     return bad
+
+def rerun_reason(root: Path, name: str, owners: dict[str, str], changed_needs: set[str]) -> str | None:
+    "Why a current stage must run again (its damaged outputs, or the stages it needs that wrote other bytes); None: skip it."
+    bad = damaged_outputs(root, json.loads(_marker(root, name).read_text()).get("outputs"), {r for r, o in owners.items() if o == name})
+    if bad: return "; ".join(bad[:3]) + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
+    return f"{', '.join(sorted(changed_needs))} wrote different outputs" if changed_needs else None
 
 def output_owners(root: Path, names: list[str]) -> dict[str, str]:
     "Which stage's marker last recorded each output file (stages in pipeline order): that stage checks the file."
@@ -343,11 +349,7 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
         name = sn.stage.name
         forced = force or (start is not None and i >= names.index(start))
         if (only is not None and name != only) or (until is not None and i > names.index(until)): plan[name] = "not selected"
-        elif not forced and stage_is_current(run.root, name, keys[name]):
-            bad = damaged_outputs(run.root, json.loads(_marker(run.root, name).read_text()).get("outputs"),
-                                  {rel for rel, o in owners.items() if o == name})
-            plan[name] = "run" if bad else "skipped"
-            if bad: why[name] = "; ".join(bad[:3]) + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
+        elif not forced and stage_is_current(run.root, name, keys[name]): plan[name] = "skipped"   # if its outputs are intact
         else: plan[name] = "run"
     to_run = [sn for sn in stages if plan[sn.stage.name] == "run"]
     rewrote = set()                                           # stages re-run for damage whose outputs came out different
@@ -356,18 +358,14 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
         for i, sn in enumerate(stages):
             name = sn.stage.name
             if plan[name] == "not selected": status[name] = "not selected"; continue
-            if plan[name] == "skipped" and "ran" in status.values():   # a stage that ran may have rewritten a file this one owns
-                bad = damaged_outputs(run.root, json.loads(_marker(run.root, name).read_text()).get("outputs"),
-                                      {rel for rel, o in owners.items() if o == name})
-                if bad: why[name] = "; ".join(bad[:3]) + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
-            if plan[name] == "skipped" and not rewrote.intersection(sn.stage.needs) and name not in why:
-                status[name] = "skipped"
-                print(f"[{i + 1}/{len(stages)}] {name}: unchanged, skipped", flush=True)
-                continue
-            if plan[name] == "skipped":                       # its outputs were damaged meanwhile, or a stage it needs wrote other bytes
-                why.setdefault(name, f"{', '.join(sorted(rewrote.intersection(sn.stage.needs)))} wrote different outputs")
+            if plan[name] == "skipped":   # checked at its turn: a stage that ran before it may have rewritten a file it owns
+                why[name] = rerun_reason(run.root, name, owners, rewrote.intersection(sn.stage.needs))
+                if why[name] is None:
+                    status[name] = "skipped"
+                    print(f"[{i + 1}/{len(stages)}] {name}: unchanged, skipped", flush=True)
+                    continue
                 plan[name] = "run"; to_run = [s for s in stages if plan[s.stage.name] == "run"]
-            if name in why: print(f"[{i + 1}/{len(stages)}] {name}: re-run: {why[name]}", flush=True)
+                print(f"[{i + 1}/{len(stages)}] {name}: re-run: {why[name]}", flush=True)
             old_marker = json.loads(_marker(run.root, name).read_text()) if _marker(run.root, name).exists() else {}
             _marker(run.root, name).unlink(missing_ok=True)
             before = file_states(run.root)
@@ -401,7 +399,7 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
             # what it did not rewrite this time (an SAE reused from its cache, say) and is still intact stays recorded
             outputs = {**{r: o for r, o in (old_marker.get("outputs") or {}).items()
                           if r not in outputs and not damaged_outputs(run.root, {r: o})}, **outputs}
-            if name in why and {r: o[2] for r, o in outputs.items()} != {r: o[2] for r, o in (old_marker.get("outputs") or {}).items()}:
+            if why.get(name) and {r: o[2] for r, o in outputs.items()} != {r: o[2] for r, o in (old_marker.get("outputs") or {}).items()}:
                 rewrote.add(name)
             atomic_write_text(_marker(run.root, name), json.dumps(      # wall-clock times: for reports, never for results
                 {"key": keys[name], "seconds": round(secs, 2), "started": round(t0, 3), "finished": round(t0 + secs, 3),

@@ -28,9 +28,9 @@ from .run import OPTIMIZER_PRELOAD, Run, Stage, check_memory
 from .tokenizer import load_mixture
 
 # %% auto #0
-__all__ = ['STAGE', 'SAE_STAGE_PLAN', 'METRIC_COLUMNS', 'headline', 'harvest', 'ActivationBuffer', 'sae_schedule', 'train_dtype',
-           'fast_matmul', 'sae_memory_bytes', 'train_sae', 'sae_metrics', 'sae_identity', 'train_run_sae', 'sae_table',
-           'plot_densities']
+__all__ = ['STAGE', 'SAE_STAGE_PLAN', 'TRAINING_FIELDS', 'METRIC_COLUMNS', 'headline', 'harvest', 'ActivationBuffer',
+           'sae_schedule', 'train_dtype', 'fast_matmul', 'sae_memory_bytes', 'train_sae', 'sae_metrics', 'sae_identity',
+           'train_run_sae', 'sae_table', 'plot_densities']
 
 # %% ../nbs/05_sae.ipynb #6e538ed0
 def headline(results: dict) -> str:
@@ -125,11 +125,12 @@ def sae_memory_bytes(d_in: int, d_sae: int, batch_tokens: int, buffer_tokens: in
 def train_sae(sae: SparseAutoencoder, next_batch, sc: SAEConfig, n_tokens: int, l1_coefficient: float, seed: int,
               device="cpu", desc: str = "sae", log_path: Path | None = None) -> dict:
     "Train on batches from `next_batch()` for `n_tokens` activations; resample or AuxK dead latents."
+    device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(seed)       # resampling draws on the device of the activations
     sae.to(device).train()
     dtype = train_dtype(sc.precision, device)
     written_out = dtype != torch.float32 and sae.architecture == "relu"      # relu_loss_backward: bf16 products, fp32 weights
-    opt = torch.optim.Adam(sae.parameters(), lr=sc.lr, betas=tuple(sc.betas), fused=torch.device(device).type == "cuda")
+    opt = torch.optim.Adam(sae.parameters(), lr=sc.lr, betas=tuple(sc.betas), fused=device.type == "cuda")
     total = max(1, n_tokens // sc.batch_size_tokens)
     resample_at = {int(total * f) for f in sc.resample_fractions} if sc.dead_remedy == "resample" and sc.architecture == "relu" else set()
     log_every = max(1, total // max(sc.log_points, 1))
@@ -146,7 +147,7 @@ def train_sae(sae: SparseAutoencoder, next_batch, sc: SAEConfig, n_tokens: int, 
             dead = (seen - last_fired) >= dead_window if sc.dead_remedy == "auxk" or logging else None  # [d_sae]
             if written_out: loss, parts = relu_loss_backward(sae, x, l1_coefficient * l1_f, dtype)   # sets .grad
             else:
-                with torch.autocast(torch.device(device).type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext():
+                with torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext():
                     loss, parts = sae_loss(sae, x, l1_coefficient * l1_f, dead if sc.dead_remedy == "auxk" else None,
                                            k_aux=sae.d_in // 2)
                 loss.backward()
@@ -228,16 +229,17 @@ def train_run_sae(run: Run, name: str, model_name: str, index: int, device="cpu"
     if rec.get("eval_blocks") == sc.eval_blocks: return rec["metrics"]
     # the same SAE, evaluated on another number of held-out contexts: from its checkpoint, once per setting
     return compute_once(folder / "eval", hashlib.sha256(json.dumps([key, sc.eval_blocks]).encode()).hexdigest(),
-                        lambda: _evaluate_run_sae(run, model_name, model_dir, folder, sc, rec["metrics"], device))
+                        lambda: _evaluate_run_sae(run, model_name, load_sae(folder, expect_d_in=run.config.model.d_mlp).to(device),
+                                                  load_model(model_dir, expect_config=run.config.model).to(device).eval(), sc,
+                                                  {k: v for k, v in rec["metrics"].items() if k in TRAINING_FIELDS}, device))
 
-def _evaluate_run_sae(run: Run, model_name: str, model_dir: Path, folder: Path, sc: SAEConfig, trained: dict, device) -> dict:
-    model = load_model(model_dir, expect_config=run.config.model).to(device).eval()
-    sae = load_sae(folder, expect_d_in=run.config.model.d_mlp).to(device)
+TRAINING_FIELDS = ("name", "model", "seed", "d_sae", "l1_coefficient", "train_tokens", "resampled", "buffer_epochs")
+
+def _evaluate_run_sae(run: Run, model_name: str, sae: SparseAutoencoder, model: LanguageModel, sc: SAEConfig, trained: dict,
+                      device) -> dict:
+    "`sae_metrics` on the first `sae.eval_blocks` held-out contexts of the model's SAE data, with what training recorded."
     val = load_mixture(run.root, "sae", model_name, "validation", seed=0)[: sc.eval_blocks]
-    metrics = sae_metrics(sae, model, val, sc.hook_name, device=device)
-    metrics.update({k: trained[k] for k in ("name", "model", "seed", "d_sae", "l1_coefficient", "train_tokens", "resampled",
-                                            "buffer_epochs")})
-    return metrics
+    return {**sae_metrics(sae, model, val, sc.hook_name, device=device), **trained}
 
 def _train_run_sae(run: Run, name: str, model_name: str, index: int, device, sc: SAEConfig, model_dir: Path, folder: Path) -> dict:
     cfg = run.config
@@ -260,10 +262,9 @@ def _train_run_sae(run: Run, name: str, model_name: str, index: int, device, sc:
     t0 = time.time()
     summary = train_sae(sae, buf.next_batch, sc, n_tokens, l1, seed, device, desc=name, log_path=folder / "training.jsonl")
     secs = time.time() - t0
-    val = load_mixture(run.root, "sae", model_name, "validation", seed=0)[: sc.eval_blocks]
-    metrics = sae_metrics(sae, model, val, sc.hook_name, device=device)
-    metrics.update(name=name, model=model_name, seed=seed, d_sae=d_sae, l1_coefficient=l1, train_tokens=summary["tokens"],
-                   resampled=summary["resampled"], buffer_epochs=buf.epoch)
+    metrics = _evaluate_run_sae(run, model_name, sae, model, sc, dict(
+        name=name, model=model_name, seed=seed, d_sae=d_sae, l1_coefficient=l1, train_tokens=summary["tokens"],
+        resampled=summary["resampled"], buffer_epochs=buf.epoch), device)
     save_sae(sae, folder, {"model": model_name, "hook_name": sc.hook_name, "block_size": sc.block_size, "seed": seed,
                            "dataset": f"sae mixture '{model_name}' of run {run.config.profile}", "l1_coefficient": l1})
     return {"metrics": metrics, "eval_blocks": sc.eval_blocks, "activations_per_second": summary["tokens"] / secs}
