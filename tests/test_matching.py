@@ -4,7 +4,9 @@ import torch
 
 from universal_features.correlation import (CorrelationAccumulator, candidate_assignment, decoder_cosine, hungarian_match,
                                             pearson_matrix, summarise_scores)
-from universal_features.matching import bootstrap_best, pair_groups, transition_counts
+from universal_features.lineage import TRANSITIONS
+from universal_features.matching import pair_groups, transition_counts
+from universal_features.resampling import GroupStats, group_cross, group_sums, resample_weights, resampled_best, stratified_groups
 
 
 def max_match(scores):
@@ -65,25 +67,35 @@ def test_decoder_cosine_of_identical_saes_is_identity_on_the_diagonal():
     assert torch.allclose(cos.diagonal(), torch.ones(16), atol=1e-6)
 
 
-def test_bootstrap_reproduces_full_sample_correlation_on_average():
+def test_resampled_best_reproduces_full_sample_correlation_on_average():
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(2000, 3, generator=g), torch.rand(2000, 4, generator=g)
     b[:, 1] = a[:, 0] + 0.1 * b[:, 1]
     cand = torch.tensor([[1, 0], [2, 3], [0, 1]])
-    groups = torch.arange(2000) * 20 // 2000
-    st = {k: torch.zeros(20, 3, 2, dtype=torch.float64) for k in ("a", "b", "aa", "bb", "ab")}
-    st["n"] = torch.zeros(20, dtype=torch.float64)
-    for gi in range(20):
-        r = groups == gi
-        x, y = a[r].double(), b[r].double()[:, cand]
-        st["a"][gi] = x.sum(0)[:, None].expand(3, 2); st["aa"][gi] = x.pow(2).sum(0)[:, None].expand(3, 2)
-        st["b"][gi] = y.sum(0); st["bb"][gi] = y.pow(2).sum(0); st["ab"][gi] = torch.einsum("tp,tpm->pm", x, y)
-        st["n"][gi] = r.sum()
-    boot = bootstrap_best(st, 200, seed=0)
+    groups, group_domain = stratified_groups(np.repeat(np.arange(2), 1000), 10)
+    gt = torch.as_tensor(groups)
+    st = GroupStats(*group_sums(a, gt, 20), *group_sums(b, gt, 20), group_cross(a, b, cand, gt, 20),
+                    torch.bincount(gt, minlength=20).double(), cand)
+    boot = resampled_best(st, resample_weights(group_domain, 200, seed=0))
     full = pearson_matrix(a, b).gather(1, cand).max(1).values
     assert boot.shape == (200, 3)
     assert torch.allclose(boot.mean(0), full.float(), atol=0.02)
     assert boot[:, 0].min() > 0.9   # the planted match is stable under resampling
+
+
+def test_calibrated_rows_of_the_smoke_run(smoke_run):
+    import json
+    res = json.loads((smoke_run / "results.json").read_text())["matching"]
+    cal = [r for r in res["calibrated"] if r["tau"] == res["threshold"]]
+    assert [(r["parent"], r["child"]) for r in cal] == TRANSITIONS
+    by = {(r["parent"], r["child"]): r for r in cal}
+    assert by[("base", "lua")]["seeds"] == "3 × 3" and by[("tinystories", "luastories")]["seeds"] == "1 × 1"
+    assert by[("tinystories", "luastories")]["null_pooled"] and np.isnan(by[("tinystories", "luastories")]["stable_any"])
+    for r in cal:
+        for k in ("raw_share", "share", "ratio"):
+            assert r[f"{k}_low"] <= r[k] + 1e-9 or r[f"{k}_position"] >= 0, (r, k)
+            assert r[f"{k}_low"] <= r[f"{k}_high"]
+    assert (smoke_run / "tables" / "transitions_calibrated.md").read_text().startswith("|")
 
 
 def test_summaries_match_the_dense_matrix():

@@ -154,6 +154,7 @@ class MatchingConfig:
     n_eval_blocks: int = 500         # evaluation blocks per domain, shared by every model and SAE
     chunk_tokens: int = 8192
     threshold_sweep: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+    sensitivity_taus: tuple[float, ...] = (0.7, 0.8, 0.9)  # thresholds at which every calibrated statistic is also reported
     n_bootstrap: int = 200
     top_k: int = 8                   # candidate partners kept per feature (one-to-one assignment, bootstrap, dashboards)
     memory_gb: float = 8.0           # pairs whose float64 statistics fit this budget are accumulated in one pass

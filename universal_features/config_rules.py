@@ -132,6 +132,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("sae.resample_fractions", lambda v: all(0 < f < 1 for f in v), "must be fractions of training in (0, 1)"),
     ("matching.threshold", lambda v: 0 < v <= 1, "must be in (0, 1]"),
     ("matching.threshold_sweep", lambda v: all(-1 <= t <= 1 for t in v), "must be correlations in [-1, 1]"),
+    ("matching.sensitivity_taus", lambda v: all(-1 <= t <= 1 for t in v), "must be correlations in [-1, 1]"),
     *[(f"matching.{k}", _pos, "must be > 0") for k in ("n_eval_blocks", "chunk_tokens", "n_bootstrap", "top_k", "memory_gb")],
     ("matching.dense_assignment_max", lambda v: v >= 0, "must be ≥ 0 (0: never)"),
     ("data.hub", lambda v: v in ("never", "auto", "require"), "must be never, auto or require"),

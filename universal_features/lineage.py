@@ -11,7 +11,8 @@ from dataclasses import dataclass
 # %% auto #0
 __all__ = ['DOMAINS', 'CODE_DOMAINS', 'LINEAGE', 'MODELS', 'ROOT', 'TRAINED', 'MERGED', 'MERGE_ENDPOINTS', 'OWN_DOMAINS',
            'LM_MIXTURES', 'SAE_MIXTURES', 'EDGES', 'TRANSITIONS', 'NULL_CONTROL_MODELS', 'NULL_PAIRS', 'DISPLAY',
-           'LineageModel', 'generation', 'sae_name', 'model_of', 'sae_runs', 'null_pairs', 'display_name']
+           'LineageModel', 'generation', 'sae_name', 'model_of', 'sae_runs', 'null_pairs', 'sae_seeds',
+           'seed_transitions', 'display_name']
 
 # %% ../nbs/00b_lineage.ipynb #b1a0c005
 DOMAINS = ("english", "python", "lua", "tinystories")
@@ -85,6 +86,14 @@ def null_pairs(null_seeds: int = 1) -> list[tuple[str, str]]:
     "Every pair of SAEs of one null-control model that differ only in seed: (own, seed 2), …, then (seed 2, seed 3), …"
     seeds = range(1, null_seeds + 2)
     return [(sae_name(m, a), sae_name(m, b)) for a in seeds for b in seeds if a < b for m in NULL_CONTROL_MODELS]
+
+def sae_seeds(model: str, null_seeds: int = 1) -> list[str]:
+    "Every SAE of `model`: its own, then its null-control seeds (a model outside the null control has one)."
+    return [sae_name(model, s) for s in range(1, null_seeds + 2)] if model in NULL_CONTROL_MODELS else [model]
+
+def seed_transitions(null_seeds: int = 1) -> list[tuple[str, str]]:
+    "Every transition over every (parent seed, child seed) pair of SAEs, the own SAEs' pair first."
+    return [(a, b) for p, c in TRANSITIONS for a in sae_seeds(p, null_seeds) for b in sae_seeds(c, null_seeds)]
 
 NULL_PAIRS = null_pairs()
 

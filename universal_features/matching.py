@@ -21,15 +21,17 @@ from .autoencoder import SparseAutoencoder
 from .correlation import (CorrelationAccumulator, Matches, ScoreSummary, candidate_assignment,
                                             decoder_cosine, hungarian_match, sparse_transpose, summarise_scores)
 from .files import Table
-from .lineage import LINEAGE, MERGED, ROOT, TRANSITIONS, display_name, generation
+from .lineage import LINEAGE, MERGED, ROOT, TRANSITIONS, display_name, generation, model_of, sae_seeds
 from .model import LanguageModel
+from .resampling import (GroupStats, group_cross, group_sums, percentile_interval, position, resample_weights,
+                                           resampled_best, stratified_groups)
 from .run import PhaseTimer, Stage, check_memory
 
 # %% auto #0
 __all__ = ['STAGE', 'headline', 'transition_counts', 'evaluation_blocks', 'accumulate', 'pair_groups', 'method_summaries',
-           'method_rows', 'match_pairs', 'partners_of', 'save_matching', 'save_stores', 'candidate_stats',
-           'bootstrap_best', 'bootstrap_shares', 'interval', 'bootstrap_all', 'transitions_table', 'threshold_sweep',
-           'feature_chains', 'match_rows', 'plot_flow', 'plot_threshold_sweep']
+           'method_rows', 'match_pairs', 'partners_of', 'save_matching', 'save_stores', 'bootstrap_stats',
+           'bootstrap_best_all', 'full_best', 'bootstrap_shares', 'seed_stable', 'calibrated_rows', 'transitions_table',
+           'calibrated_table', 'threshold_sweep', 'feature_chains', 'match_rows', 'plot_flow', 'plot_threshold_sweep']
 
 # %% ../nbs/06_matching.ipynb #15019939
 def headline(results: dict) -> str:
@@ -188,43 +190,41 @@ def save_stores(folder, stores: dict[str, ActivationStore], block_domain: np.nda
 
 # %% ../nbs/06_matching.ipynb #fd2eec0c
 @torch.no_grad()
-def candidate_stats(pair: tuple[str, str], cand: torch.Tensor, units: dict, blocks: np.ndarray, hook: str,
-                    n_groups: int, chunk_blocks: int, device="cpu") -> dict[str, torch.Tensor]:
-    "Per block-group sums (a, b, a², b², ab, n) for parent features × their candidate child features `cand` [p, m]."
-    g_of_block = np.arange(len(blocks)) * n_groups // len(blocks)
-    p, m = cand.shape
-    st = {k: torch.zeros(n_groups, p, m, dtype=torch.float64, device=device) for k in ("a", "b", "aa", "bb", "ab")}  # [g, p, m]
-    st["n"] = torch.zeros(n_groups, dtype=torch.float64, device=device)
-    L = blocks.shape[1]
-    for i in range(0, len(blocks), chunk_blocks):
-        chunk = blocks[i:i + chunk_blocks]
-        fa = encode_chunk(*units[pair[0]], chunk, hook, device)
-        fb = encode_chunk(*units[pair[1]], chunk, hook, device)
-        groups = torch.as_tensor(np.repeat(g_of_block[i:i + chunk_blocks], L), device=device)
-        for g in groups.unique().tolist():
-            rows = groups == g
-            a, b = fa[rows].double(), fb[rows].double()          # [t, p], [t, q]
-            bc = b[:, cand]                                      # [t, p, m]
-            st["a"][g] += a.sum(0)[:, None].expand(p, m); st["aa"][g] += a.pow(2).sum(0)[:, None].expand(p, m)
-            st["b"][g] += bc.sum(0); st["bb"][g] += bc.pow(2).sum(0)
-            st["ab"][g] += torch.einsum("tp,tpm->pm", a, bc)
-            st["n"][g] += rows.sum()
-    return st
+def bootstrap_stats(jobs: dict[str, tuple[str, str, torch.Tensor]], units: dict, blocks: np.ndarray, groups: np.ndarray,
+                    n_groups: int, hook: str, chunk_blocks: int, device="cpu") -> dict[str, GroupStats]:
+    "One pass over the blocks: the per-group statistics of every job (parent SAE, child SAE, candidates [p, m])."
+    names, L = sorted({n for a, b, _ in jobs.values() for n in (a, b)}), blocks.shape[1]
+    zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64, device=device)
+    sums = {n: [zeros(n_groups, units[n][1].d_sae), zeros(n_groups, units[n][1].d_sae)] for n in names}   # Σx, Σx² [G, d]
+    cross = {k: zeros(n_groups, *cand.shape) for k, (_, _, cand) in jobs.items()}                          # [G, p, m]
+    for i in tqdm(range(0, len(blocks), chunk_blocks), desc="bootstrap statistics", unit="chunk"):
+        g = torch.as_tensor(np.repeat(groups[i:i + chunk_blocks], L), device=device)
+        f = {n: encode_chunk(*units[n], blocks[i:i + chunk_blocks], hook, device) for n in names}   # each SAE once
+        for n in names:
+            s1, s2 = group_sums(f[n], g, n_groups); sums[n][0] += s1; sums[n][1] += s2
+        for k, (a, b, cand) in jobs.items(): cross[k] += group_cross(f[a], f[b], cand, g, n_groups)
+    n_tok = torch.as_tensor(np.bincount(groups, minlength=n_groups) * L, dtype=torch.float64, device=device)
+    return {k: GroupStats(*sums[a], *sums[b], cross[k], n_tok, cand) for k, (a, b, cand) in jobs.items()}
 
 # %% ../nbs/06_matching.ipynb #m6a0c027
-def bootstrap_best(st: dict[str, torch.Tensor], n_boot: int, seed: int) -> torch.Tensor:
-    "Best candidate correlation per parent feature on each bootstrap resample of the groups: [n_boot, p]."
-    g = st["n"].shape[0]
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_boot):
-        w = torch.as_tensor(np.bincount(rng.integers(0, g, g), minlength=g), dtype=torch.float64, device=st["n"].device)
-        s = {k: torch.einsum("g,gpm->pm", w, v) for k, v in st.items() if k != "n"}   # [p, m]
-        n = float((w * st["n"]).sum())
-        ma, mb = s["a"] / n, s["b"] / n
-        sa, sb = (s["aa"] / n - ma ** 2).clamp_min(0).sqrt(), (s["bb"] / n - mb ** 2).clamp_min(0).sqrt()
-        out.append(pearson_from_moments(s["ab"], ma, mb, sa, sb, n=n).max(1).values.float())
-    return torch.stack(out)
+def bootstrap_best_all(summaries: dict[tuple[str, str], ScoreSummary], units: dict, blocks: np.ndarray, block_domain: np.ndarray,
+                       hook: str, n_boot: int, seed: int, chunk_blocks: int, per_domain: int = 12, device="cpu",
+                       candidates: int = 3) -> dict[str, np.ndarray]:
+    """Every pair's best-candidate correlation on every resample, parent side ('p->c:persist' [n_boot, p]) and child side
+    ('p->c:emerge' [n_boot, q]), all from one stratified draw of groups."""
+    groups, group_domain = stratified_groups(block_domain, per_domain)
+    weights = resample_weights(group_domain, n_boot, seed)
+    jobs = {}
+    for (p, c), sm in summaries.items():
+        jobs[f"{p}->{c}:persist"] = (p, c, torch.as_tensor(sm.parent_top[:, :candidates], device=device))
+        jobs[f"{p}->{c}:emerge"] = (c, p, torch.as_tensor(sm.child_top[:, :candidates], device=device))
+    stats = bootstrap_stats(jobs, units, blocks, groups, len(group_domain), hook, chunk_blocks, device)
+    return {k: resampled_best(st, weights).cpu().numpy() for k, st in stats.items()}
+
+def full_best(summaries: dict[tuple[str, str], ScoreSummary]) -> dict[str, np.ndarray]:
+    "The full-data best scores in the keys and shape of `bootstrap_best_all`: [1, features]."
+    return {**{f"{p}->{c}:persist": sm.parent_top_score[None, :, 0] for (p, c), sm in summaries.items()},
+            **{f"{p}->{c}:emerge": sm.child_top_score[None, :, 0] for (p, c), sm in summaries.items()}}
 
 # %% ../nbs/06_matching.ipynb #m6a0c029
 def bootstrap_shares(best: np.ndarray, alive: np.ndarray, tau: float, direction: str = "persist") -> np.ndarray:
@@ -232,21 +232,50 @@ def bootstrap_shares(best: np.ndarray, alive: np.ndarray, tau: float, direction:
     hit = best >= tau if direction == "persist" else best < tau
     return (hit & alive).sum(1) / max(alive.sum(), 1)
 
-def interval(samples: np.ndarray) -> tuple[float, float]:
-    "The central 95 % of bootstrap samples."
-    return float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
-
 # %% ../nbs/06_matching.ipynb #m6a0c044
-def bootstrap_all(summaries: dict[tuple[str, str], ScoreSummary], units: dict, blocks: np.ndarray, hook: str, alive: dict,
-                  tau: float, n_boot: int, seed: int, chunk_blocks: int, device="cpu") -> dict[str, np.ndarray]:
-    "Block-bootstrap samples [n_boot] of every pair's persist share (parent side) and emerge share (child side), keyed 'p->c:persist'."
-    out = {}
-    for (p, c), sm in summaries.items():
-        for direction, (a, b, top) in {"persist": (p, c, sm.parent_top), "emerge": (c, p, sm.child_top)}.items():
-            cand = torch.as_tensor(top[:, :3], device=device)                    # [features, 3] best candidates
-            st = candidate_stats((a, b), cand, units, blocks, hook, min(50, len(blocks)), chunk_blocks, device)
-            out[f"{p}->{c}:{direction}"] = bootstrap_shares(bootstrap_best(st, n_boot, seed).cpu().numpy(), alive[a], tau, direction)
-    return out
+def seed_stable(sae: str, best: dict[str, np.ndarray], nulls: list[tuple[str, str]], tau: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per resample, the features of `sae` that another seed's SAE of the same model matches at r ≥ τ: by at least one
+    of them and by all of them ([B, p] each); None when its model has no other seed."""
+    hits = ([best[f"{a}->{b}:persist"] >= tau for a, b in nulls if a == sae] +
+            [best[f"{a}->{b}:emerge"] >= tau for a, b in nulls if b == sae])
+    return (np.any(hits, 0), np.all(hits, 0)) if hits else None
+
+# %% ../nbs/06_matching.ipynb #71003db5
+def _share(best: dict, alive: dict, a: str, b: str, tau: float, given: np.ndarray | None = None) -> np.ndarray:
+    "[B] share of `a`'s alive features (among `given` [B, p] if set) whose best partner in `b` scores ≥ τ."
+    base = alive[a] if given is None else given & alive[a]
+    return ((best[f"{a}->{b}:persist"] >= tau) & base).sum(-1) / np.maximum(base.sum(-1), 1)
+
+def _summary(name: str, estimate: float, samples: np.ndarray) -> dict:
+    lo, hi = percentile_interval(samples) if len(samples) else (float("nan"), float("nan"))
+    return {name: estimate, f"{name}_low": lo, f"{name}_high": hi, f"{name}_position": position(estimate, (lo, hi))}
+
+def calibrated_rows(best: dict[str, np.ndarray], full: dict[str, np.ndarray], alive: dict[str, np.ndarray],
+                    nulls: list[tuple[str, str]], null_seeds: int, taus) -> list[dict]:
+    "Per transition and τ: raw share, share over seed pairs, ÷ seed null and P(persist | seed-stable), each with its 95 % interval."
+    rows = []
+    for tau in taus:
+        for p, c in TRANSITIONS:
+            combos = [(a, b) for a in sae_seeds(p, null_seeds) for b in sae_seeds(c, null_seeds)]
+            est = [float(_share(full, alive, a, b, tau)[0]) for a, b in combos]
+            samples = [_share(best, alive, a, b, tau) for a, b in combos]
+            row = {"parent": p, "child": c, "tau": float(tau), "seeds": f"{len(sae_seeds(p, null_seeds))} × {len(sae_seeds(c, null_seeds))}",
+                   "seed_pairs": len(combos), **_summary("raw_share", est[0], samples[0]),
+                   **_summary("share", float(np.mean(est)), np.concatenate(samples))}
+            own = [pc for pc in nulls if model_of(pc[0]) == p]
+            pool = own or list(nulls)
+            if pool:
+                null_est = float(np.mean([_share(full, alive, a, b, tau)[0] for a, b in pool]))
+                null_draws = [_share(best, alive, a, b, tau) for a, b in pool]
+                ratios = np.concatenate([s / np.maximum(n, 1e-12) for s in samples for n in null_draws])
+                row.update(null_share=null_est, null_pooled=not own, **_summary("ratio", float(np.mean(est)) / max(null_est, 1e-12), ratios))
+            for kind, k in (("any", 0), ("all", 1)):
+                if not own: row.update(_summary(f"stable_{kind}", float("nan"), np.array([]))); continue
+                e = [float(_share(full, alive, a, b, tau, seed_stable(a, full, nulls, tau)[k])[0]) for a, b in combos]
+                s = [_share(best, alive, a, b, tau, seed_stable(a, best, nulls, tau)[k]) for a, b in combos]
+                row.update(_summary(f"stable_{kind}", float(np.mean(e)), np.concatenate(s)))
+            rows.append(row)
+    return rows
 
 # %% ../nbs/06_matching.ipynb #m6a0c032
 def transitions_table(rows: list[dict], ci: dict[str, tuple[float, float]], null_pairs: list[tuple[str, str]], note: str = "") -> Table:
@@ -261,6 +290,16 @@ def transitions_table(rows: list[dict], ci: dict[str, tuple[float, float]], null
                       "persist share (all)": f"{r['persist_share_all']:.1%}",
                       "emerge share (alive)": f"{r['emerge_share_alive']:.1%} [{elo:.1%}, {ehi:.1%}]",
                       "alive parent / child": f"{r['alive_parent']} / {r['alive_child']}"})
+    return Table(table, list(table[0]) if table else [], note=note)
+
+def calibrated_table(rows: list[dict], tau: float, note: str = "") -> Table:
+    "The transitions at τ: seeds per model, raw share, share over seed pairs, ÷ seed null, P(persist | seed-stable), with intervals."
+    f = lambda r, k, fmt="{:.1%}": "–" if k not in r or np.isnan(r[k]) else f"{fmt.format(r[k])} [{fmt.format(r[k + '_low'])}, {fmt.format(r[k + '_high'])}]"
+    table = [{"transition": f"{display_name(r['parent'])} → {display_name(r['child'])}", "seeds (parent × child)": r["seeds"],
+              "raw share (own SAEs)": f(r, "raw_share"), "share over seed pairs": f(r, "share"),
+              "÷ seed null": f(r, "ratio", "{:.2f}") + (" (pooled null)" if r.get("null_pooled") else ""),
+              "P(persist | stable by one)": f(r, "stable_any"), "P(persist | stable by all)": f(r, "stable_all")}
+             for r in rows if r["tau"] == tau]
     return Table(table, list(table[0]) if table else [], note=note)
 
 # %% ../nbs/06_matching.ipynb #m6a0c034

@@ -106,7 +106,7 @@ def gpu_profile() -> Config:
         # 20 M activations per SAE, about one pass over the base model's SAE mixture (17 M tokens), as the paper's one
         # epoch over 80 % of a 15 % subset of each mixture (paper_notes §6.2; the exact count was never logged, §14)
         sae=SAEConfig(expansion_factor=16, batch_size_tokens=4096, n_train_tokens=20_000_000, lr=4e-4,
-                      buffer_contexts=16384, l1_warmup_steps=2000, lr_warmup_steps=500),
+                      buffer_contexts=16384, l1_warmup_steps=2000, lr_warmup_steps=500, null_seeds=2),
         # 7 pairs × 2.1 GB of float64 statistics in one pass; 8,192-token chunks keep six SAEs' activations small
         matching=MatchingConfig(n_eval_blocks=2000, chunk_tokens=8192, memory_gb=20.0),
     )

@@ -12,16 +12,17 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyBboxPatch
 
 from .files import Table
-from .lineage import EDGES, LINEAGE, MODELS, OWN_DOMAINS, SAE_MIXTURES, TRANSITIONS, display_name, model_of
+from .lineage import EDGES, LINEAGE, MODELS, NULL_PAIRS, OWN_DOMAINS, SAE_MIXTURES, TRANSITIONS, display_name, model_of
 from .matching import _flow_positions
 from .merge import PAPER_SWEEP, crossing_point
-from .robustness import FAILS, HOLDS, INCONCLUSIVE, few_persist_verdict
+from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, MIXED, few_persist_verdict, transition_kind
 from .run import Stage
 
 # %% auto #0
-__all__ = ['STAGE', 'headline', 'claim_few_persist', 'claim_generic', 'claim_assignment', 'claim_exception', 'claim_crossing',
-           'claim_verdicts', 'provenance_rows', 'merge_sentence', 'robustness_parts', 'models_sentence',
-           'corpora_are_papers', 'released_merge_sentence', 'build_report', 'plot_design']
+__all__ = ['STAGE', 'RAW_BOUND', 'headline', 'toy_results', 'claim_few_persist', 'claim_generic', 'claim_assignment',
+           'claim_exception', 'claim_crossing', 'claim_verdicts', 'provenance_rows', 'merge_sentence',
+           'robustness_parts', 'models_sentence', 'corpora_are_papers', 'released_merge_sentence', 'build_report',
+           'plot_design']
 
 # %% ../nbs/11_report.ipynb #c539b6e4
 def headline(results: dict) -> str:
@@ -32,19 +33,71 @@ STAGE = Stage("report", reads=("report",),
               needs=("data", "tokenizer", "train", "merge", "sae", "matching", "case_studies", "autointerp", "explorer", "robustness"),
               summary=headline)
 
+# %% ../nbs/11_report.ipynb #ac0c0011
+def toy_results(persist=0.15, null=0.6, generic_p=(0.01, 0.01, 0.01, 0.2), universal=True, exc_f1=0.5, exc_r=0.5, t_star=0.6,
+                spread=0.2, merge_persist=None) -> dict:
+    "A small, complete `results` of every stage the report reads (the examples here and `tests/test_report.py` use it)."
+    share = lambda c: persist if merge_persist is None or not LINEAGE[c].merge_of else merge_persist
+    cal = [{"parent": p, "child": c, "tau": t, "seeds": "2 × 2", "raw_share": share(c), "raw_share_low": 0.9 * share(c),
+            "raw_share_high": 1.1 * share(c), "share": share(c), "null_share": null, "ratio": share(c) / null,
+            "ratio_low": (1 - spread) * share(c) / null, "ratio_high": (1 + spread) * share(c) / null}
+           for t in (0.7, 0.8, 0.9) for p, c in TRANSITIONS]
+    trans = [{"parent": p, "child": c, "method": "max_corr", "persist_share_alive": persist} for p, c in TRANSITIONS]
+    trans += [{"parent": p, "child": c, "method": "max_corr", "persist_share_alive": null} for p, c in NULL_PAIRS]
+    generic = [{"parent": p, "child": c, "persist": 100, "disappear": 900, "generic_share_persist": 0.6,
+                "generic_share_disappear": 0.3, "p_value": pv} for (p, c), pv in zip(TRANSITIONS, generic_p)]
+    links = {"base→lua": 0.9, "base→tinystories": 0.85, "lua→luastories": 0.95, "tinystories→luastories": 0.9 if universal else 0.5}
+    norm = [{"parent": p, "child": c, "method": m, "persist_share": share(c), "null_mean": null, "normalised": share(c) / null,
+             "low": (1 - spread) * share(c) / null, "high": (1 + spread) * share(c) / null} for p, c in TRANSITIONS for m in METHODS]
+    return {
+        "robustness": {"normalised": norm, "bound": 0.5, "verdict": few_persist_verdict(norm, 0.5), "study": False},
+        "matching": {"transitions": trans, "calibrated": cal, "threshold": 0.8, "n_base_features_persisting_somewhere": 12, "universal_features": [{"base": 1}]},
+        "case_studies": {"generic": generic, "threshold": 0.8,
+                         "assignment": {"feature": {"base": 1, "lua": 2, "tinystories": 3, "luastories": 4}, "links": links,
+                                        "universal": universal, "luastories_via_tinystories": 4, "support": 50,
+                                        "f1": {"base": 0.7}, "precision": {"base": 0.6}, "recall": {"base": 0.9}},
+                         "exception": {"feature": 5, "f1": exc_f1, "precision": 0.5, "recall": 0.5, "support": 40,
+                                       "lua_feature": 6, "r": exc_r, "decoder_cosine": 0.3, "persists": exc_r >= 0.8}},
+        "merge": {"t_star_accuracy": t_star, "t_star_loss": 0.55, "tensors_lerp_fallback": 1, "tensors": 12, "t_used": 0.6},
+        "autointerp": {"groups": {"Lua features": {"n": 3, "mean": 0.4, "median": 0.35, "undefined": 1}},
+                       "backend_label": "OFFLINE PROXY", "is_proxy": True},
+        "tokenizer": {"tokens": {"lua": {"train": 1000, "validation": 100}}, "vocab_size": 4096, "tokenizer_sha256": "ab" * 32},
+    }
+
 # %% ../nbs/11_report.ipynb #f43f3dea
 def _pct(x: float) -> str: return f"{100 * x:.1f} %"
 
 # %% ../nbs/11_report.ipynb #ac0c0014
-def claim_few_persist(rb: dict) -> dict:
-    "Persistence ÷ the parent's seed null per transition, with its interval, judged against the bound."
-    mc = [r for r in rb["normalised"] if r["method"] == "max_corr"]
-    ev = ("persistence ÷ parent's seed null (max-corr, 95 % interval): " + ", ".join(
-        f"{display_name(r['parent'])}→{display_name(r['child'])} {_pct(r['persist_share'])} ÷ {_pct(r['null_mean'])} = "
-        f"{r['normalised']:.2f} [{r['low']:.2f}, {r['high']:.2f}]" for r in mc) + f"; holds if every upper bound < {rb['bound']}"
-          if mc else "no seed-null SAEs in this profile (sae.null_seeds = 0): persistence is not calibrated")
-    return {"claim": "Few features persist through fine-tuning and merging", "evidence": ev,
-            "verdict": few_persist_verdict(rb["normalised"], rb["bound"])}
+RAW_BOUND = 0.5   # the paper's reading: "few" = fewer than half of the parent's alive features persist
+
+def _judge(rows: list[dict], lo: str, hi: str, bound: float, kind: str) -> str:
+    "`few_persist_verdict` over any interval columns of rows of one kind of transition."
+    return few_persist_verdict([{"method": "max_corr", "child": r["child"], "low": r[lo], "high": r[hi]} for r in rows], bound, kind)
+
+def claim_few_persist(rb: dict, mt: dict, kind: str) -> dict:
+    """Few features persist through `kind` (fine-tuning or merging): the rule, then the paper's reading (raw shares of
+    the own SAEs) and ours (÷ the parent's seed null, over every seed pair), and what, if anything, flips the verdict."""
+    bound, tau = rb["bound"], mt["threshold"]
+    cal = [r for r in mt.get("calibrated", []) if transition_kind(r["child"]) == kind]
+    at = lambda t: [r for r in cal if abs(r["tau"] - t) < 1e-9]
+    rule = (f"rule (fixed before the numbers): holds if, for every {kind} transition, persistence ÷ the parent's seed null has "
+            f"its 95 % upper bound < {bound} (fewer than half of what two seeds of one SAE share: `robustness.bound`); the "
+            f"paper's reading: every raw share < {RAW_BOUND:.0%} of alive features. ")
+    name = lambda r: f"{display_name(r['parent'])}→{display_name(r['child'])}"
+    if not at(tau) or "ratio" not in at(tau)[0]:
+        return {"claim": f"Few features persist through {kind}", "evidence": rule + "no seed-null SAEs in this profile (sae.null_seeds = 0): "
+                "persistence is not calibrated", "verdict": INCONCLUSIVE, "raw reading": INCONCLUSIVE, "sensitivity": "–"}
+    ev = rule + "; ".join(f"{name(r)}: raw {_pct(r['raw_share'])} [{_pct(r['raw_share_low'])}, {_pct(r['raw_share_high'])}], "
+                          f"÷ seed null {r['ratio']:.2f} [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}] ({r['seeds']} seeds)" for r in at(tau))
+    verdict = _judge(at(tau), "ratio_low", "ratio_high", bound, kind)
+    flips = [f"τ = {t:g}: {v}" for t in sorted({r["tau"] for r in cal}) if (v := _judge(at(t), "ratio_low", "ratio_high", bound, kind)) != verdict]
+    norm = [r for r in rb["normalised"] if transition_kind(r["child"]) == kind]
+    flips += [f"{m}: {v}" for m in METHODS[1:] if (rs := [r for r in norm if r["method"] == m]) and
+              (v := _judge(rs, "low", "high", bound, kind)) != verdict]
+    return {"claim": f"Few features persist through {kind}", "evidence": ev, "verdict": verdict,
+            "raw reading": _judge(at(tau), "raw_share_low", "raw_share_high", RAW_BOUND, kind),
+            "sensitivity": "robust (τ " + ", ".join(f"{t:g}" for t in sorted({r["tau"] for r in cal})) + "; every method)"
+                           if not flips else "fragile: " + "; ".join(flips)}
 
 # %% ../nbs/11_report.ipynb #ac0c0016
 def claim_generic(cs: dict) -> dict:
@@ -96,10 +149,11 @@ def claim_crossing(mg: dict, tol: float = 0.1) -> dict:
 
 # %% ../nbs/11_report.ipynb #ac0c0025
 def claim_verdicts(results: dict) -> list[dict]:
-    "The claim-by-claim table from a run's results."
+    "The claim-by-claim table from a run's results; claims without a raw reading or sensitivity study show '–'."
     cs = results["case_studies"]
-    return [claim_few_persist(results["robustness"]), claim_generic(cs), claim_assignment(cs), claim_exception(cs),
-            claim_crossing(results["merge"])]
+    rows = [claim_few_persist(results["robustness"], results["matching"], k) for k in (FINE_TUNING, MERGING)]
+    rows += [claim_generic(cs), claim_assignment(cs), claim_exception(cs), claim_crossing(results["merge"])]
+    return [{"raw reading": "–", "sensitivity": "–", **r} for r in rows]
 
 # %% ../nbs/11_report.ipynb #8d02a956
 def _md(rows: list[dict], cols: list[str]) -> str: return Table(rows, cols, align="l" * len(cols)).markdown().rstrip()
@@ -196,8 +250,11 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
         "## The experimental design (Figure 1)",
         fig("fig1_design", "Figure 1: the models, how each was made, the SAE on each, and the share of features that persist along each transition."),
         "## Claims and verdicts",
-        _md(claims, ["claim", "evidence", "verdict"]),
-        "Rules: see `nbs/11_report.ipynb` (a verdict is computed, not chosen).",
+        _md(claims, ["claim", "evidence", "raw reading", "verdict", "sensitivity"]),
+        "Rules: each claim's evidence begins with its rule, fixed in `nbs/11_report.ipynb` before any run (a verdict is "
+        "computed, not chosen). *Raw reading*: the paper's (shares of the own SAEs); *verdict*: ours (calibrated against "
+        "the seed null, intervals from the paired bootstrap over every seed pair); *sensitivity*: robust if the verdict "
+        "is the same at every τ of `matching.sensitivity_taus` and with every matching method, else what flips it.",
         "## Data: the paper's corpora and ours",
         _md(provenance_rows(manifest, cfg), ["domain", "paper's corpus", "ours", "role", "train / validation docs"]),
         _md(tok_rows, ["domain", "train tokens", "validation tokens"]),

@@ -19,8 +19,8 @@ import torch
 from .autoencoder import load_sae
 from .config import SAEConfig
 from .files import compute_once, sha256_file
-from .lineage import MERGE_ENDPOINTS, MERGED, MODELS, display_name, model_of, sae_runs
-from .matching import interval, match_pairs
+from .lineage import LINEAGE, MERGE_ENDPOINTS, MERGED, MODELS, display_name, model_of, sae_runs
+from .matching import match_pairs
 from .merge import merged_model
 from .model import LanguageModel, load_model, save_model
 from .run import OPTIMIZER_PRELOAD, Run, Stage
@@ -29,11 +29,12 @@ from .tokenizer import load_mixture
 from .train import evaluate, model_key, total_steps, train_lm
 
 # %% auto #0
-__all__ = ['HOLDS', 'FAILS', 'INCONCLUSIVE', 'METHODS', 'STAGE', 'SEED_INDEX', 'headline', 'share', 'parent_nulls',
-           'ratio_samples', 'normalised_rows', 'few_persist_verdict', 'normalised_sweep', 'plot_normalised',
-           'snapshot_steps', 'weight_angle', 'train_snapshots', 'persistence_into', 'study_sae', 'unit',
-           'trajectory_rows', 'strength_answer', 'plot_trajectory', 'merge_rows', 'plot_merge_flow', 'variant_config',
-           'variant_rows', 'reference_variant_row', 'recommend', 'evidence_rows']
+__all__ = ['HOLDS', 'FAILS', 'INCONCLUSIVE', 'METHODS', 'STAGE', 'MIXED', 'FINE_TUNING', 'MERGING', 'SEED_INDEX', 'headline',
+           'share', 'parent_nulls', 'normalised_rows', 'transition_kind', 'transition_verdict', 'few_persist_verdict',
+           'normalised_sweep', 'plot_normalised', 'snapshot_steps', 'weight_angle', 'train_snapshots',
+           'persistence_into', 'study_sae', 'unit', 'trajectory_rows', 'strength_answer', 'plot_trajectory',
+           'merge_rows', 'plot_merge_flow', 'variant_config', 'variant_rows', 'reference_variant_row', 'recommend',
+           'evidence_rows']
 
 # %% ../nbs/10_robustness.ipynb #r10a0004
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"   # the report's verdict words
@@ -60,51 +61,57 @@ def parent_nulls(parent: str, nulls: list[tuple[str, str]]) -> tuple[list[tuple[
     own = [pc for pc in nulls if model_of(pc[0]) == model_of(parent)]
     return (own, False) if own else (list(nulls), True)
 
-# %% ../nbs/10_robustness.ipynb #r10a0017
-def ratio_samples(edge: np.ndarray, nulls: list[np.ndarray], n: int, seed: int) -> np.ndarray:
-    "Draws of share ÷ null share: a bootstrap sample of `edge` over one of a random seed pair's bootstrap samples."
-    rng = np.random.default_rng(seed)
-    num = edge[rng.integers(0, len(edge), n)]
-    pick = rng.integers(0, len(nulls), n)
-    den = np.array([nulls[j][rng.integers(0, len(nulls[j]))] for j in pick])
-    return num / np.maximum(den, 1e-12)
-
 # %% ../nbs/10_robustness.ipynb #r10a0019
-def normalised_rows(scores: dict, boots: dict, edges: list[tuple[str, str]], nulls: list[tuple[str, str]], tau: float,
-                    n: int = 2000, seed: int = 0) -> list[dict]:
-    "Per transition and method: raw share, the parent's seed-null shares, their ratio and its 95 % interval."
+def normalised_rows(scores: dict, calibrated: list[dict], edges: list[tuple[str, str]], nulls: list[tuple[str, str]], tau: float) -> list[dict]:
+    """Per transition and method: share, the parent's seed-null share, their ratio and its 95 % interval. Max-corr takes
+    the matching stage's calibrated row (over every seed pair, paired bootstrap); the other methods the own SAEs and
+    the range over seed pairs."""
     rows = []
+    cal = {(r["parent"], r["child"]): r for r in calibrated if abs(r["tau"] - tau) < 1e-9 and "ratio" in r}
     for p, c in edges if nulls else []:
         pairs, pooled = parent_nulls(p, nulls)
         for method in METHODS:
             raw = share(scores[f"{p}->{c}:{method}"], scores[f"alive:{p}"], tau)
             null = [share(scores[f"{a}->{b}:{method}"], scores[f"alive:{a}"], tau) for a, b in pairs]
             mean = float(np.mean(null))
-            if method == "max_corr" and f"{p}->{c}:persist" in boots:   # block bootstrap × seed choice
-                lo, hi = interval(ratio_samples(boots[f"{p}->{c}:persist"], [boots[f"{a}->{b}:persist"] for a, b in pairs], n, seed))
-                kind = "bootstrap × seed"
-            else:                                                        # seed range only (see the note under the table)
-                lo, hi, kind = raw / max(max(null), 1e-12), raw / max(min(null), 1e-12), "seed range"
+            if method == "max_corr" and (p, c) in cal:                       # paired bootstrap × every seed pair
+                r = cal[(p, c)]
+                raw, mean, norm, lo, hi, kind = r["share"], r["null_share"], r["ratio"], r["ratio_low"], r["ratio_high"], "paired bootstrap × seed pairs"
+            else:                                                            # seed range only (see the note under the table)
+                norm, lo, hi, kind = raw / max(mean, 1e-12), raw / max(max(null), 1e-12), raw / max(min(null), 1e-12), "seed range"
             rows.append({"parent": p, "child": c, "method": method, "persist_share": raw, "null_mean": mean,
                          "null_min": float(min(null)), "null_max": float(max(null)), "null_pairs": len(pairs), "pooled": pooled,
-                         "normalised": raw / max(mean, 1e-12), "low": lo, "high": hi, "interval": kind})
+                         "normalised": norm, "low": lo, "high": hi, "interval": kind})
     return rows
 
 # %% ../nbs/10_robustness.ipynb #r10a0023
-def few_persist_verdict(rows: list[dict], bound: float) -> str:
-    "Holds if every transition's max-corr upper bound is below `bound`; does not hold if some lower bound reaches it."
-    mc = [r for r in rows if r["method"] == "max_corr"]
+MIXED = "mixed"     # holds for some transitions of a kind, not for others
+FINE_TUNING, MERGING = "fine-tuning", "merging"
+
+def transition_kind(child: str) -> str:
+    "Fine-tune transitions and merge transitions are judged apart."
+    return MERGING if LINEAGE[model_of(child)].merge_of else FINE_TUNING
+
+def transition_verdict(low: float, high: float, bound: float) -> str:
+    "One transition: few persist if its whole interval is below `bound`, not few if the whole interval is at or above it."
+    return HOLDS if high < bound else FAILS if low >= bound else INCONCLUSIVE
+
+def few_persist_verdict(rows: list[dict], bound: float, kind: str | None = None) -> str:
+    """Over the max-corr transitions (of `kind`, if given): holds if it holds for every one, does not hold if for none,
+    mixed if it holds for some and not for others, inconclusive otherwise."""
+    mc = [r for r in rows if r["method"] == "max_corr" and (kind is None or transition_kind(r["child"]) == kind)]
     if not mc: return INCONCLUSIVE                                       # no seed null: nothing to calibrate against
-    if all(r["high"] < bound for r in mc): return HOLDS
-    if any(r["low"] >= bound for r in mc): return FAILS
-    return INCONCLUSIVE
+    each = [transition_verdict(r["low"], r["high"], bound) for r in mc]
+    if all(v == HOLDS for v in each): return HOLDS
+    if all(v == FAILS for v in each): return FAILS
+    return MIXED if HOLDS in each and FAILS in each else INCONCLUSIVE
 
 # %% ../nbs/10_robustness.ipynb #r10a0026
 def normalised_sweep(scores: dict, edges: list[tuple[str, str]], nulls: list[tuple[str, str]], taus) -> list[dict]:
     "Normalised persistence (and its seed range) per method, transition and τ."
     out = []
     for tau in taus:
-        for r in normalised_rows(scores, {}, edges, nulls, float(tau)):
+        for r in normalised_rows(scores, [], edges, nulls, float(tau)):
             out.append({"tau": float(tau), **{k: r[k] for k in ("parent", "child", "method", "persist_share", "normalised", "low", "high")}})
     return out
 
