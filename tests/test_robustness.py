@@ -60,7 +60,7 @@ def test_robustness_stage_of_the_smoke_run(smoke_run):
         assert (smoke_run / "figures" / f"{fig}.png").stat().st_size > 1000
     for t in ("robustness_normalised", "robustness_trajectory", "robustness_merge", "robustness_sae_variants", "robustness_evidence"):
         assert (smoke_run / "tables" / f"{t}.md").read_text().startswith("|")
-    assert [e["verdict"] for e in res["evidence"]][0] == res["verdict"]
+    assert [e["verdict"] for e in res["evidence"]][:2] == [res["verdicts"][rb.FINE_TUNING], res["verdicts"][rb.MERGING]]
 
 
 def test_fine_tune_snapshots_resume_to_the_run_model(smoke_run):

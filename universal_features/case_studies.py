@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from scipy.stats import fisher_exact
+from scipy.stats import fisher_exact, norm
 
 from .activations import ActivationStore, Partners
 from .autoencoder import SparseAutoencoder
@@ -29,10 +29,10 @@ from .tokenizer import token_strings
 
 # %% auto #0
 __all__ = ['STAGE', 'TASKS', 'LABELS', 'headline', 'selectivity', 'top_candidates', 'task_scores', 'characteristic_tokens',
-           'is_generic', 'generic_share_test', 'generic_features', 'best_partner', 'assignment_chain', 'chain_table',
-           'closest_partner_study', 'Snippet', 'pick_snippets', 'snippet_activations', 'plot_assignment_figure',
-           'plot_exception_figure', 'load_matching', 'lexed_validation_code', 'label_counts', 'candidate_table',
-           'case_study_results']
+           'is_generic', 'logistic_fit', 'generic_share_test', 'generic_features', 'best_partner', 'assignment_chain',
+           'chain_table', 'closest_partner_study', 'candidate_partner_study', 'Snippet', 'pick_snippets',
+           'snippet_activations', 'plot_assignment_figure', 'plot_exception_figure', 'load_matching',
+           'lexed_validation_code', 'label_counts', 'candidate_table', 'case_study_results']
 
 # %% ../nbs/07_case_studies.ipynb #d9bd8c7e
 def headline(results: dict) -> str:
@@ -97,14 +97,35 @@ def is_generic(token: str) -> bool:
     return t == "" or all(c in string.punctuation for c in t)
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c012
-def generic_share_test(generic: np.ndarray, persist: np.ndarray, alive: np.ndarray) -> dict:
-    "Share of generic features among persisting vs disappearing alive features, with Fisher's exact test (one-sided)."
+def logistic_fit(X: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    "Maximum-likelihood logistic regression of y on X [n, k] (add the intercept column yourself): coefficients and their standard errors."
+    beta = np.zeros(X.shape[1])
+    for _ in range(iters):                                               # Newton–Raphson (IRLS)
+        p = 1 / (1 + np.exp(-np.clip(X @ beta, -30, 30)))
+        info = X.T @ (X * (p * (1 - p))[:, None]) + 1e-9 * np.eye(X.shape[1])
+        step = np.linalg.solve(info, X.T @ (y - p))
+        beta += step
+        if np.abs(step).max() < 1e-10: break
+    p = 1 / (1 + np.exp(-np.clip(X @ beta, -30, 30)))
+    return beta, np.sqrt(np.diag(np.linalg.inv(X.T @ (X * (p * (1 - p))[:, None]) + 1e-9 * np.eye(X.shape[1]))))
+
+def generic_share_test(generic: np.ndarray, persist: np.ndarray, alive: np.ndarray, firing_rate: np.ndarray | None = None) -> dict:
+    """Share of generic features among persisting vs disappearing alive features, with Fisher's exact test (one-sided);
+    with `firing_rate`, also the logistic regression persist ~ generic + log firing rate, so that a generic feature is
+    compared with features that fire as often (its coefficient, odds ratio and one-sided Wald p-value)."""
     p, d = alive & persist, alive & ~persist
     table = [[int((generic & p).sum()), int((~generic & p).sum())], [int((generic & d).sum()), int((~generic & d).sum())]]
     odds, pval = fisher_exact(table, alternative="greater")
-    return {"persist": int(p.sum()), "disappear": int(d.sum()),
-            "generic_share_persist": table[0][0] / max(p.sum(), 1), "generic_share_disappear": table[1][0] / max(d.sum(), 1),
-            "odds_ratio": float(odds) if np.isfinite(odds) else None, "p_value": float(pval)}
+    out = {"persist": int(p.sum()), "disappear": int(d.sum()),
+           "generic_share_persist": table[0][0] / max(p.sum(), 1), "generic_share_disappear": table[1][0] / max(d.sum(), 1),
+           "odds_ratio": float(odds) if np.isfinite(odds) else None, "p_value": float(pval)}
+    if firing_rate is not None:
+        a = alive & (firing_rate > 0)
+        X = np.column_stack([np.ones(a.sum()), generic[a].astype(float), np.log(firing_rate[a])])
+        beta, se = logistic_fit(X, persist[a].astype(float))
+        out.update(odds_ratio_adjusted=float(np.exp(beta[1])), p_value_adjusted=float(norm.sf(beta[1] / se[1])),
+                   log_rate_coef=float(beta[2]))
+    return out
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c014
 def generic_features(stores: dict[str, ActivationStore], tok, vocab_size: int, partners: dict[tuple[str, str], Partners],
@@ -113,7 +134,9 @@ def generic_features(stores: dict[str, ActivationStore], tok, vocab_size: int, p
     char = {n: characteristic_tokens(s, vocab_size) for n, s in stores.items()}
     generic = {n: np.array([c >= 0 and is_generic(t) for c, t in zip(char[n], token_strings(tok, np.maximum(char[n], 0)))])
                for n in stores}
-    return [{"parent": p, "child": c, **generic_share_test(generic[p], partners[(p, c)].parent_score >= tau, partners[(p, c)].alive_parent)}
+    rate = {n: np.diff(s.acts.indptr) / max(s.n_tokens, 1) for n, s in stores.items()}   # share of tokens each feature fires on
+    return [{"parent": p, "child": c, **generic_share_test(generic[p], partners[(p, c)].parent_score >= tau, partners[(p, c)].alive_parent,
+                                                           rate[p])}
             for p, c in EDGES if (p, c) in partners]
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c016
@@ -148,13 +171,19 @@ def chain_table(chain: dict, sel: dict[str, dict]) -> pd.DataFrame:
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c024
 def closest_partner_study(partners: dict, saes: dict[str, SparseAutoencoder], sel: dict, support: int,
-                          parent: str, child: str, tau: float) -> dict:
-    "The parent's most selective feature for a task, its closest child feature (r, decoder cosine) and whether it persists."
-    f = int(np.argmax(sel["f1"]))
+                          parent: str, child: str, tau: float, feature: int | None = None) -> dict:
+    "A parent feature (default: the most selective for a task), its closest child feature (r, decoder cosine) and whether it persists."
+    f = int(np.argmax(sel["f1"])) if feature is None else int(feature)
     j, r = best_partner(partners, parent, child, f)
     cos = float(decoder_cosine(saes[parent].W_dec[f:f + 1], saes[child].W_dec[j:j + 1])[0, 0])
     return {"feature": f, "f1": float(sel["f1"][f]), "precision": float(sel["precision"][f]), "recall": float(sel["recall"][f]),
             "support": support, f"{child}_feature": j, "r": r, "decoder_cosine": cos, "persists": bool(r >= tau)}
+
+def candidate_partner_study(partners: dict, saes: dict, sel: dict, support: int, parent: str, child: str, tau: float, top: int = 3) -> dict:
+    "`closest_partner_study` of the most selective feature, with the same study of the `top` most selective ones under 'candidates'."
+    order = np.argsort(-np.asarray(sel["f1"]), kind="stable")[:top]
+    cands = [closest_partner_study(partners, saes, sel, support, parent, child, tau, f) for f in order]
+    return {**cands[0], "candidates": [{k: c[k] for k in ("feature", "f1", "r", "persists", f"{child}_feature")} for c in cands]}
 
 # %% ../nbs/07_case_studies.ipynb #0d141ef9
 @dataclass

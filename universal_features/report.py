@@ -35,7 +35,7 @@ STAGE = Stage("report", reads=("report",),
 
 # %% ../nbs/11_report.ipynb #ac0c0011
 def toy_results(persist=0.15, null=0.6, generic_p=(0.01, 0.01, 0.01, 0.2), universal=True, exc_f1=0.5, exc_r=0.5, t_star=0.6,
-                spread=0.2, merge_persist=None) -> dict:
+                spread=0.2, merge_persist=None, exc3_r=0.5) -> dict:
     "A small, complete `results` of every stage the report reads (the examples here and `tests/test_report.py` use it)."
     share = lambda c: persist if merge_persist is None or not LINEAGE[c].merge_of else merge_persist
     cal = [{"parent": p, "child": c, "tau": t, "seeds": "2 × 2", "raw_share": share(c), "raw_share_low": 0.9 * share(c),
@@ -45,7 +45,7 @@ def toy_results(persist=0.15, null=0.6, generic_p=(0.01, 0.01, 0.01, 0.2), unive
     trans = [{"parent": p, "child": c, "method": "max_corr", "persist_share_alive": persist} for p, c in TRANSITIONS]
     trans += [{"parent": p, "child": c, "method": "max_corr", "persist_share_alive": null} for p, c in NULL_PAIRS]
     generic = [{"parent": p, "child": c, "persist": 100, "disappear": 900, "generic_share_persist": 0.6,
-                "generic_share_disappear": 0.3, "p_value": pv} for (p, c), pv in zip(TRANSITIONS, generic_p)]
+                "generic_share_disappear": 0.3, "p_value": pv, "p_value_adjusted": pv, "odds_ratio_adjusted": 2.0} for (p, c), pv in zip(TRANSITIONS, generic_p)]
     links = {"base→lua": 0.9, "base→tinystories": 0.85, "lua→luastories": 0.95, "tinystories→luastories": 0.9 if universal else 0.5}
     norm = [{"parent": p, "child": c, "method": m, "persist_share": share(c), "null_mean": null, "normalised": share(c) / null,
              "low": (1 - spread) * share(c) / null, "high": (1 + spread) * share(c) / null} for p, c in TRANSITIONS for m in METHODS]
@@ -57,7 +57,9 @@ def toy_results(persist=0.15, null=0.6, generic_p=(0.01, 0.01, 0.01, 0.2), unive
                                         "universal": universal, "luastories_via_tinystories": 4, "support": 50,
                                         "f1": {"base": 0.7}, "precision": {"base": 0.6}, "recall": {"base": 0.9}},
                          "exception": {"feature": 5, "f1": exc_f1, "precision": 0.5, "recall": 0.5, "support": 40,
-                                       "lua_feature": 6, "r": exc_r, "decoder_cosine": 0.3, "persists": exc_r >= 0.8}},
+                                       "lua_feature": 6, "r": exc_r, "decoder_cosine": 0.3, "persists": exc_r >= 0.8,
+                                       "candidates": [{"feature": 5, "f1": exc_f1, "r": exc_r, "persists": exc_r >= 0.8},
+                                                      {"feature": 7, "f1": 0.9 * exc_f1, "r": exc3_r, "persists": exc3_r >= 0.8}]}},
         "merge": {"t_star_accuracy": t_star, "t_star_loss": 0.55, "tensors_lerp_fallback": 1, "tensors": 12, "t_used": 0.6},
         "autointerp": {"groups": {"Lua features": {"n": 3, "mean": 0.4, "median": 0.35, "undefined": 1}},
                        "backend_label": "OFFLINE PROXY", "is_proxy": True},
@@ -100,12 +102,20 @@ def claim_few_persist(rb: dict, mt: dict, kind: str) -> dict:
                            if not flips else "fragile: " + "; ".join(flips)}
 
 # %% ../nbs/11_report.ipynb #ac0c0016
-def claim_generic(cs: dict) -> dict:
+def claim_generic(cs: dict, alpha: float = 0.05) -> dict:
+    """Persisting features are more often generic, for features that fire equally often: the logistic regression's
+    generic coefficient (persist ~ generic + log firing rate) per edge; the raw shares and Fisher's test beside it."""
     g = cs["generic"]
-    sig = [r for r in g if r["p_value"] < 0.05 and r["generic_share_persist"] > r["generic_share_disappear"]]
-    ev = "; ".join(f"{display_name(r['parent'])}→{display_name(r['child'])}: generic {_pct(r['generic_share_persist'])} of "
-                   f"{r['persist']} persisting vs {_pct(r['generic_share_disappear'])} of {r['disappear']} disappearing "
-                   f"(p = {r['p_value']:.2g})" for r in g)
+    adjusted = all("p_value_adjusted" in r for r in g)
+    pv = lambda r: r["p_value_adjusted"] if adjusted else r["p_value"]
+    sig = [r for r in g if pv(r) < alpha and (r.get("odds_ratio_adjusted", 2.0) > 1 if adjusted else r["generic_share_persist"] > r["generic_share_disappear"])]
+    rule = (f"rule: holds if persisting features are significantly more often generic (one-sided p < {alpha}) on at least 3 of "
+            f"the {len(g)} edges, {'controlling for firing rate (logistic regression on generic + log firing rate)' if adjusted else 'by Fisher exact test (no firing-rate control in this run)'}; "
+            "does not hold if on at most 1. ")
+    ev = rule + "; ".join(f"{display_name(r['parent'])}→{display_name(r['child'])}: generic {_pct(r['generic_share_persist'])} of "
+                          f"{r['persist']} persisting vs {_pct(r['generic_share_disappear'])} of {r['disappear']} disappearing "
+                          f"(Fisher p = {r['p_value']:.2g}" + (f"; at equal firing rate: odds ratio {r['odds_ratio_adjusted']:.2f}, "
+                          f"p = {r['p_value_adjusted']:.2g}" if adjusted else "") + ")" for r in g)
     verdict = HOLDS if len(sig) >= 3 else (FAILS if len(sig) <= 1 else INCONCLUSIVE)
     return {"claim": "Persistent features are generic (punctuation, formatting)", "evidence": ev, "verdict": verdict}
 
@@ -127,12 +137,18 @@ def claim_assignment(cs: dict) -> dict:
 
 # %% ../nbs/11_report.ipynb #ac0c0020
 def claim_exception(cs: dict, min_f1: float = 0.3) -> dict:
+    """The exception feature does not survive: judged over the most selective candidates (F1 ≥ `min_f1`): holds if none
+    of them persists into Lua, does not hold if one does, inconclusive if no candidate is selective enough."""
     e = cs["exception"]
-    ev = (f"BabyPython #{e['feature']} (F1 {e['f1']:.2f}, precision {e['precision']:.2f}, recall {e['recall']:.2f} on "
-          f"{e['support']} exception tokens); closest Lua feature #{e['lua_feature']}: r = {e['r']:.2f}, decoder cosine "
-          f"{e['decoder_cosine']:.2f}")
-    if e["f1"] < min_f1: verdict = INCONCLUSIVE; ev += f"; no feature reaches F1 {min_f1}, so no selective exception feature was found"
-    else: verdict = FAILS if e["persists"] else HOLDS
+    cands = e.get("candidates", [{"feature": e["feature"], "f1": e["f1"], "r": e["r"], "persists": e["persists"]}])
+    ok = [c for c in cands if c["f1"] >= min_f1]
+    ev = (f"rule: over the {len(cands)} most selective BabyPython features for exception tokens with F1 ≥ {min_f1}: holds if "
+          f"none persists into Lua (r ≥ τ), does not hold if any does. Top candidate #{e['feature']} (F1 {e['f1']:.2f}, "
+          f"precision {e['precision']:.2f}, recall {e['recall']:.2f} on {e['support']} exception tokens); closest Lua feature "
+          f"#{e['lua_feature']}: r = {e['r']:.2f}, decoder cosine {e['decoder_cosine']:.2f}; candidates: " +
+          ", ".join(f"#{c['feature']} (F1 {c['f1']:.2f}) r = {c['r']:.2f}" for c in cands))
+    if not ok: verdict = INCONCLUSIVE; ev += f"; no feature reaches F1 {min_f1}, so no selective exception feature was found"
+    else: verdict = FAILS if any(c["persists"] for c in ok) else HOLDS
     return {"claim": "The Python-exception feature does not survive Lua fine-tuning", "evidence": ev, "verdict": verdict}
 
 # %% ../nbs/11_report.ipynb #ac0c0023
