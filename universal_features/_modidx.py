@@ -726,6 +726,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'universal_features/run.py'),
                                         'universal_features.run.PhaseTimer.line': ('run.html#phasetimer.line', 'universal_features/run.py'),
                                         'universal_features.run.Run': ('run.html#run', 'universal_features/run.py'),
+                                        'universal_features.run.Run.corpora_label': ( 'run.html#run.corpora_label',
+                                                                                      'universal_features/run.py'),
                                         'universal_features.run.Run.figures': ('run.html#run.figures', 'universal_features/run.py'),
                                         'universal_features.run.Run.load_model': ('run.html#run.load_model', 'universal_features/run.py'),
                                         'universal_features.run.Run.load_sae': ('run.html#run.load_sae', 'universal_features/run.py'),

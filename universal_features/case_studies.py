@@ -240,7 +240,8 @@ def snippet_activations(snip: Snippet, tok, model: LanguageModel, sae: SparseAut
     return strs, f[k0 - lo:]
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c028
-def plot_assignment_figure(snips, tok, units: dict, chain: dict, sel: dict, hook: str, tau: float, profile: str, device="cpu"):
+def plot_assignment_figure(snips, tok, units: dict, chain: dict, sel: dict, hook: str, tau: float, profile: str, device="cpu", *,
+                           corpora: str):
     "Figure 3: each model's chain feature on the snippets, colour = activation / the row's max, pairwise r beside it."
     panels, row_titles = [], []
     f = chain["feature"]
@@ -250,7 +251,7 @@ def plot_assignment_figure(snips, tok, units: dict, chain: dict, sel: dict, hook
         panels.append([(t, a, mx) for t, a in row])
         row_titles.append(f"{display_name(n)} #{f[n]} (F1 {sel[n]['f1'][f[n]]:.2f})")
     links = chain["links"]
-    caption = (f"Figure 3 (reproduction, {profile} profile, offline stand-in corpora). BabyPython's most selective "
+    caption = (f"Figure 3 (reproduction, {profile} profile, {corpora}). BabyPython's most selective "
                f"variable-assignment feature (#{f[ROOT]}, found by lexer-labelled selectivity) and its max-correlation "
                f"partners; colour = activation / the row's max on these snippets (validation code chosen by rule, read "
                f"with the preceding text of its file as context). "
@@ -260,7 +261,7 @@ def plot_assignment_figure(snips, tok, units: dict, chain: dict, sel: dict, hook
                              caption, corr=([display_name(n) for n in MODELS], chain["pairwise_r"], tau))
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c029
-def plot_exception_figure(snips, tok, units: dict, exc: dict, hook: str, tau: float, profile: str, device="cpu",
+def plot_exception_figure(snips, tok, units: dict, exc: dict, hook: str, tau: float, profile: str, device="cpu", *, corpora: str,
                           parent: str = "base", child: str = "lua"):
     "Figure 4: the exception feature (left) beside its closest feature of the child model (right) on each snippet."
     panels = []
@@ -271,7 +272,7 @@ def plot_exception_figure(snips, tok, units: dict, exc: dict, hook: str, tau: fl
             row.append((t, a, max(a) or 1.0))
         panels.append(row)
     f, j, r, cos = exc["feature"], exc[f"{child}_feature"], exc["r"], exc["decoder_cosine"]
-    caption = (f"Figure 4 (reproduction, {profile} profile, offline stand-in corpora). Left: BabyPython's most "
+    caption = (f"Figure 4 (reproduction, {profile} profile, {corpora}). Left: BabyPython's most "
                f"selective Python-exception feature #{f} (F1 {exc['f1']:.2f}). Right: its closest Lua-model "
                f"feature #{j} by activation correlation, r = {r:.2f} (decoder cosine {cos:.2f}); "
                + ("r ≥ τ: the feature persists here, unlike the paper's example." if exc["persists"] else

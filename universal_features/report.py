@@ -15,7 +15,7 @@ from .files import Table
 from .lineage import EDGES, LINEAGE, MODELS, NULL_PAIRS, OWN_DOMAINS, SAE_MIXTURES, TRANSITIONS, display_name, model_of
 from .matching import _flow_positions
 from .merge import PAPER_SWEEP, crossing_point
-from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, MIXED, few_persist_verdict, transition_kind
+from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, MIXED, few_persist_verdict, transition_kind, transition_verdict
 from .run import Stage
 
 # %% auto #0
@@ -93,12 +93,16 @@ def claim_few_persist(rb: dict, mt: dict, kind: str) -> dict:
                           f"÷ seed null {r['ratio']:.2f} [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}] ({r['seeds']} seeds)" for r in at(tau))
     verdict = _judge(at(tau), "ratio_low", "ratio_high", bound, kind)
     flips = [f"τ = {t:g}: {v}" for t in sorted({r["tau"] for r in cal}) if (v := _judge(at(t), "ratio_low", "ratio_high", bound, kind)) != verdict]
+    for r in at(tau):                                                      # every seed pair alone, transition by transition
+        pooled = transition_verdict(r["ratio_low"], r["ratio_high"], bound)
+        flips += [f"{display_name(sp['parent_sae'])}→{display_name(sp['child_sae'])} alone: {v}" for sp in r.get("by_seed_pair", [])
+                  if (v := transition_verdict(sp["ratio_low"], sp["ratio_high"], bound)) != pooled]
     norm = [r for r in rb["normalised"] if transition_kind(r["child"]) == kind]
     flips += [f"{m}: {v}" for m in METHODS[1:] if (rs := [r for r in norm if r["method"] == m]) and
               (v := _judge(rs, "low", "high", bound, kind)) != verdict]
     return {"claim": f"Few features persist through {kind}", "evidence": ev, "verdict": verdict,
             "raw reading": _judge(at(tau), "raw_share_low", "raw_share_high", RAW_BOUND, kind),
-            "sensitivity": "robust (τ " + ", ".join(f"{t:g}" for t in sorted({r["tau"] for r in cal})) + "; every method)"
+            "sensitivity": "robust (τ " + ", ".join(f"{t:g}" for t in sorted({r["tau"] for r in cal})) + "; every method; every seed pair)"
                            if not flips else "fragile: " + "; ".join(flips)}
 
 # %% ../nbs/11_report.ipynb #ac0c0016

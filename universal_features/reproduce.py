@@ -240,7 +240,8 @@ class WarmKernel:
     def shutdown(self) -> None:
         "Stop the kernel (gracefully: it may still write its history), once it has started."
         self._thread.join()
-        if self.km.has_kernel: asyncio.run(self.km.shutdown_kernel())
+        if self.km.has_kernel:   # on a thread of its own, as the start: asyncio.run cannot nest in a running loop (Jupyter)
+            t = threading.Thread(target=asyncio.run, args=(self.km.shutdown_kernel(),)); t.start(); t.join()
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c133
 def preload(sn: StageNotebook) -> tuple[str, ...]:

@@ -139,6 +139,13 @@ class Run:
         "An SAE with the model it reads: what every encoding of features needs."
         return self.load_model(model_of(sae), device), self.load_sae(sae, device)
 
+    @property
+    def corpora_label(self) -> str:
+        "How captions name the corpora, from the data stage's manifest: the paper's, or offline stand-ins."
+        path = self.root / "data" / "manifest.json"
+        roles = {d["role"] for d in json.loads(path.read_text())["domains"].values()} if path.exists() else set()
+        return "the paper's corpora" if roles == {"paper corpus"} else "offline stand-in corpora"
+
     def results(self) -> dict:
         "Every finished stage's headline numbers."
         path = self.root / "results.json"
