@@ -4,7 +4,7 @@ import torch
 
 from universal_features.correlation import (CorrelationAccumulator, candidate_assignment, decoder_cosine, hungarian_match,
                                             pearson_matrix, summarise_scores)
-from universal_features.lineage import TRANSITIONS
+from universal_features.lineage import TRANSITIONS, display_name
 from universal_features.matching import pair_groups, transition_counts
 from universal_features.resampling import GroupStats, group_cross, group_sums, resample_weights, resampled_best, stratified_groups
 
@@ -96,6 +96,11 @@ def test_calibrated_rows_of_the_smoke_run(smoke_run):
             assert r[f"{k}_low"] <= r[k] + 1e-9 or r[f"{k}_position"] >= 0, (r, k)
             assert r[f"{k}_low"] <= r[f"{k}_high"]
     assert (smoke_run / "tables" / "transitions_calibrated.md").read_text().startswith("|")
+    log = (smoke_run / "logs" / "matching.log").read_text()
+    off = [r for r in cal if not 0.25 <= r["raw_share_position"] <= 0.75]
+    # a share off the middle of its interval is shown, with why its sampling distribution is skewed
+    assert ("every estimate lies in the middle half" in log) if not off else all(
+        f"{display_name(r['parent'])}→{display_name(r['child'])}: on an average resample" in log for r in off)
 
 
 def test_summaries_match_the_dense_matrix():

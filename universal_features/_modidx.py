@@ -410,6 +410,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                           'universal_features/matching.py'),
                                              'universal_features.matching.seed_stable': ( 'matching.html#seed_stable',
                                                                                           'universal_features/matching.py'),
+                                             'universal_features.matching.threshold_crossings': ( 'matching.html#threshold_crossings',
+                                                                                                  'universal_features/matching.py'),
                                              'universal_features.matching.threshold_sweep': ( 'matching.html#threshold_sweep',
                                                                                               'universal_features/matching.py'),
                                              'universal_features.matching.transition_counts': ( 'matching.html#transition_counts',

@@ -30,8 +30,9 @@ from .run import PhaseTimer, Stage, check_memory
 # %% auto #0
 __all__ = ['STAGE', 'headline', 'transition_counts', 'evaluation_blocks', 'accumulate', 'pair_groups', 'method_summaries',
            'method_rows', 'match_pairs', 'partners_of', 'save_matching', 'save_stores', 'bootstrap_stats',
-           'bootstrap_best_all', 'full_best', 'bootstrap_shares', 'seed_stable', 'calibrated_rows', 'transitions_table',
-           'calibrated_table', 'threshold_sweep', 'feature_chains', 'match_rows', 'plot_flow', 'plot_threshold_sweep']
+           'bootstrap_best_all', 'full_best', 'bootstrap_shares', 'seed_stable', 'calibrated_rows',
+           'threshold_crossings', 'transitions_table', 'calibrated_table', 'threshold_sweep', 'feature_chains',
+           'match_rows', 'plot_flow', 'plot_threshold_sweep']
 
 # %% ../nbs/06_matching.ipynb #15019939
 def headline(results: dict) -> str:
@@ -280,6 +281,13 @@ def calibrated_rows(best: dict[str, np.ndarray], full: dict[str, np.ndarray], al
                 row.update(_summary(f"stable_{kind}", float(np.mean(e)), np.concatenate(s)))
             rows.append(row)
     return rows
+
+# %% ../nbs/06_matching.ipynb #26348a9b
+def threshold_crossings(full: np.ndarray, boot: np.ndarray, alive: np.ndarray, tau: float, band: float = 0.02) -> dict:
+    "Alive features that fall below / rise above τ on an average resample, and the full-data counts within `band` of τ on each side."
+    above = (full >= tau) & alive                                             # full [p] (or [1, p]), boot [B, p]
+    return {"down": float(((boot < tau) & above).sum(-1).mean()), "up": float(((boot >= tau) & ~above & alive).sum(-1).mean()),
+            "just_above": int((above & (full < tau + band)).sum()), "just_below": int((alive & (full < tau) & (full >= tau - band)).sum())}
 
 # %% ../nbs/06_matching.ipynb #m6a0c032
 def transitions_table(rows: list[dict], ci: dict[str, tuple[float, float]], null_pairs: list[tuple[str, str]], note: str = "") -> Table:

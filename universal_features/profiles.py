@@ -62,7 +62,7 @@ def smoke_profile() -> Config:
                              checkpoint_every=10, eval_every=10, log_every=5),
         sae=SAEConfig(expansion_factor=4, n_train_tokens=20_000, batch_size_tokens=256, buffer_contexts=64,
                       l1_warmup_steps=10, lr_warmup_steps=5, eval_blocks=200, null_seeds=2),
-        matching=MatchingConfig(n_eval_blocks=40, n_bootstrap=20),
+        matching=MatchingConfig(n_eval_blocks=40, n_bootstrap=100),
         case_studies=CaseStudyConfig(max_code_docs=40, max_code_tokens=6000, min_support=5, top_contexts=4,
                                      explorer_features=1),
         autointerp=AutointerpConfig(n_features=6, n_persisting=6, holdout_top=2, holdout_random=2),
