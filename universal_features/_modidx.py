@@ -55,6 +55,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                       'universal_features/case_studies.py'),
                                                  'universal_features.case_studies.case_study_results': ( 'case_studies.html#case_study_results',
                                                                                                          'universal_features/case_studies.py'),
+                                                 'universal_features.case_studies.chain_candidates': ( 'case_studies.html#chain_candidates',
+                                                                                                       'universal_features/case_studies.py'),
                                                  'universal_features.case_studies.chain_table': ( 'case_studies.html#chain_table',
                                                                                                   'universal_features/case_studies.py'),
                                                  'universal_features.case_studies.characteristic_tokens': ( 'case_studies.html#characteristic_tokens',

@@ -30,8 +30,8 @@ from .tokenizer import token_strings
 # %% auto #0
 __all__ = ['STAGE', 'TASKS', 'LABELS', 'headline', 'selectivity', 'top_candidates', 'task_scores', 'characteristic_tokens',
            'is_generic', 'logistic_fit', 'generic_share_test', 'generic_features', 'best_partner', 'assignment_chain',
-           'chain_table', 'closest_partner_study', 'candidate_partner_study', 'Snippet', 'pick_snippets',
-           'snippet_activations', 'plot_assignment_figure', 'plot_exception_figure', 'load_matching',
+           'chain_candidates', 'chain_table', 'closest_partner_study', 'candidate_partner_study', 'Snippet',
+           'pick_snippets', 'snippet_activations', 'plot_assignment_figure', 'plot_exception_figure', 'load_matching',
            'lexed_validation_code', 'label_counts', 'candidate_table', 'case_study_results']
 
 # %% ../nbs/07_case_studies.ipynb #d9bd8c7e
@@ -159,6 +159,17 @@ def assignment_chain(partners: dict, stores: dict[str, ActivationStore], start: 
                                                                         if p in LINEAGE[c].parents)
     pair_r = np.array([[float(stores[b].correlate(stores[a].column(chain[a]))[chain[b]]) for b in MODELS] for a in MODELS])
     return {"feature": chain, "links": links, "via": via, "universal": bool(universal), "pairwise_r": pair_r}
+
+# %% ../nbs/07_case_studies.ipynb #cf5c962b
+def chain_candidates(partners: dict, stores: dict[str, ActivationStore], sel: dict, tau: float, enough_support: bool = True,
+                     top: int = 3) -> list[dict]:
+    "The chains of the `top` most selective base features for a task: each one's F1, weakest link and whether it is universal."
+    out = []
+    for f in np.argsort(-np.asarray(sel["f1"]), kind="stable")[:top]:
+        ch = assignment_chain(partners, stores, int(f), tau, enough_support)
+        out.append({"feature": int(f), "f1": float(sel["f1"][f]), "weakest_link": float(min(ch["links"].values())),
+                    "universal": ch["universal"]})
+    return out
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c021
 def chain_table(chain: dict, sel: dict[str, dict]) -> pd.DataFrame:
@@ -310,7 +321,8 @@ def candidate_table(scores: dict[tuple[str, str], tuple[dict, int]], k: int) -> 
     return pd.DataFrame(rows)
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c039
-def case_study_results(code, scores, chain, assign_sel, support, exc, snips, exc_snips, generic, tau, k) -> dict:
+def case_study_results(code, scores, chain, assign_sel, support, exc, snips, exc_snips, generic, tau, k,
+                       assign_candidates: list[dict] | None = None) -> dict:
     "The headline numbers of the case studies for results.json."
     f = chain["feature"]
     own = {n: int(np.argmax(assign_sel[n]["f1"])) for n in MODELS}
@@ -320,6 +332,6 @@ def case_study_results(code, scores, chain, assign_sel, support, exc, snips, exc
             "assignment": {"feature": f, "links": chain["links"], "pairwise_r": chain["pairwise_r"].tolist(), "universal": chain["universal"],
                            **chain["via"], "support": support, "f1": pick("f1"), "precision": pick("precision"), "recall": pick("recall"),
                            "own_best": own, "own_best_f1": {n: float(assign_sel[n]["f1"][own[n]]) for n in MODELS},
-                           "snippets": [sn.text for _, sn in snips]},
+                           "snippets": [sn.text for _, sn in snips], "candidates": assign_candidates or []},
             "exception": {**exc, "snippets": [sn.text for sn in exc_snips]},
             "generic": generic, "threshold": tau}
