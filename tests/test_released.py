@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from universal_features.config import to_dict
-from universal_features.model import HubError, hub_snapshot
+from universal_features.hub import HubError, hub_snapshot
 from universal_features.profiles import RELEASED_MODELS, get_config
 
 # The released config.json (paper_notes §2.1), then the fields shrunk for the test

@@ -7,11 +7,8 @@ embeddings) with TransformerLens-style hook points, saved as safetensors that `t
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import math
-import os
-import re
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -22,12 +19,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import ModelConfig
-from .files import atomic_path, atomic_write_text, hub_copy_version
+from .files import atomic_path, atomic_write_text
 
 # %% auto #0
 __all__ = ['HookPoint', 'next_token_loss', 'StopForward', 'RMSNorm', 'rope_cos_sin', 'apply_rope', 'Attention', 'GatedMLP',
            'Block', 'LanguageModel', 'hf_config', 'model_config_from_hf', 'save_model', 'CheckpointError',
-           'weight_files', 'checkpoint_dtypes', 'load_model', 'config_mismatches', 'HubError', 'hub_snapshot']
+           'weight_files', 'checkpoint_dtypes', 'load_model', 'config_mismatches']
 
 # %% ../nbs/02_model.ipynb #75bf46b3
 class HookPoint(nn.Module):
@@ -351,52 +348,3 @@ def config_mismatches(hf: dict, cfg: ModelConfig, vocab_size: int | None = None)
     if vocab_size is not None and hf["vocab_size"] != vocab_size:
         out.append(f"vocab_size {hf['vocab_size']} ≠ the tokenizer's {vocab_size} (tokenizer.vocab_size)")
     return out
-
-# %% ../nbs/02_model.ipynb #f17a0032
-class HubError(RuntimeError):
-    "A model or tokenizer that cannot be had from the HF Hub or its local copy (UF_HUB_MIRROR)."
-
-# %% ../nbs/02_model.ipynb #f17a0036
-_SHA = re.compile(r"[0-9a-f]{7,40}")
-
-def hub_snapshot(repo_id: str, revision: str = "main", cache: str | Path | None = None,
-                 patterns: tuple[str, ...] = ("*.json", "*.safetensors")) -> tuple[Path, str]:
-    "A local folder with `repo_id`'s files at `revision`, and the commit: from $UF_HUB_MIRROR/<owner>/<name> when set, else the HF Hub (cached)."
-    revision = revision or "main"
-    mirror = os.environ.get("UF_HUB_MIRROR", "")
-    if mirror:
-        root = Path(mirror).expanduser().resolve() / repo_id
-        fetch = f"hf download {repo_id} --revision {revision} --local-dir {root}"
-        files = sorted(f for f in root.rglob("*") if f.is_file() and ".cache" not in f.relative_to(root).parts
-                       and any(fnmatch.fnmatch(f.name, p) for p in patterns)) if root.is_dir() else []
-        if not files:
-            raise HubError(f"{repo_id}: the local copy of the HF Hub UF_HUB_MIRROR={mirror} has no {root} with its files; "
-                           f"copy it there ({fetch}) or unset UF_HUB_MIRROR to download it from the Hub")
-        commit, digest = hub_copy_version(root, files)
-        if revision != "main" and not (commit and _SHA.fullmatch(revision) and commit.startswith(revision)):
-            raise HubError(f"{repo_id}: revision {revision!r} is not the one its local copy {root} holds "
-                           f"({commit or 'no commit recorded'}); download that revision there ({fetch}) or pin the copy's commit")
-        return root, commit or f"mirror-sha256:{digest}"
-    from huggingface_hub import snapshot_download  # imported only when the Hub is used
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
-    page = f"https://huggingface.co/{repo_id}"
-    try:
-        path = Path(snapshot_download(repo_id, revision=revision, cache_dir=str(cache) if cache else None, allow_patterns=list(patterns)))
-    except GatedRepoError:
-        raise HubError(f"{repo_id} is gated on the HF Hub: accept its conditions at {page} while logged in, then log in here "
-                       "(`hf auth login`, or set HF_TOKEN)") from None
-    except RepositoryNotFoundError:
-        raise HubError(f"{repo_id} is not on the HF Hub, or is private ({page}): check the id, or log in (`hf auth login`) "
-                       "with an account that may read it") from None
-    except RevisionNotFoundError:
-        raise HubError(f"{repo_id} has no revision {revision!r} on the HF Hub: pin a commit listed at {page}/commits/main, "
-                       "or use main") from None
-    except HfHubHTTPError as e:
-        raise HubError(f"the HF Hub refused {repo_id}@{revision} ({e}); try again later, or use a local copy (UF_HUB_MIRROR)") from None
-    except (LocalEntryNotFoundError, OSError) as e:  # no network (or HF_HUB_OFFLINE=1) and no copy in the cache
-        raise HubError(f"cannot download {repo_id}@{revision}: the HF Hub is unreachable and the cache {cache or 'of huggingface_hub'} "
-                       f"has no copy ({type(e).__name__}). Connect to the internet, or copy it where UF_HUB_MIRROR points "
-                       f"(hf download {repo_id} --local-dir $UF_HUB_MIRROR/{repo_id}), or run a profile that trains its own "
-                       "models (smoke, cpu, gpu)") from None
-    return path, path.name  # the cache keeps each download under snapshots/<commit>

@@ -13,8 +13,8 @@ import torch
 
 from .config import Config
 from .merge import MERGE_METHODS
-from .model import (CheckpointError, checkpoint_dtypes, config_mismatches, hub_snapshot, load_model,
-                                      save_model)
+from .hub import hub_snapshot
+from .model import CheckpointError, checkpoint_dtypes, config_mismatches, load_model, save_model
 from .sources import cache_dir
 
 # %% auto #0

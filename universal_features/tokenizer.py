@@ -19,7 +19,7 @@ from tqdm import tqdm
 from .data import manifest_markdown, read_corpus
 from .files import atomic_path, atomic_write_text
 from .lineage import DOMAINS, LM_MIXTURES, SAE_MIXTURES
-from .model import HubError, hub_snapshot
+from .hub import HubError, hub_snapshot
 from .run import Run, Stage
 from .sources import cache_dir
 
