@@ -92,9 +92,11 @@ def test_calibrated_rows_of_the_smoke_run(smoke_run):
     assert by[("base", "lua")]["seeds"] == "3 × 3" and by[("tinystories", "luastories")]["seeds"] == "1 × 1"
     assert by[("tinystories", "luastories")]["null_pooled"] and np.isnan(by[("tinystories", "luastories")]["stable_any"])
     for r in cal:
-        for k in ("raw_share", "share", "ratio"):
-            assert r[f"{k}_low"] <= r[k] + 1e-9 or r[f"{k}_position"] >= 0, (r, k)
-            assert r[f"{k}_low"] <= r[f"{k}_high"]
+        for k in ("raw_share", "share", "stable_any", "stable_all"):
+            if not np.isnan(r[k]): assert 0 <= r[f"{k}_low"] <= r[f"{k}_high"] <= 1, (r, k)     # shares, with their intervals
+        assert 0 < r["ratio_low"] <= r["ratio_high"]
+        assert r["ratio"] == pytest.approx(r["share"] / r["null_share"])                          # the ratio of the row's own shares
+        assert len(r["by_seed_pair"]) == r["seed_pairs"]
     assert (smoke_run / "tables" / "transitions_calibrated.md").read_text().startswith("|")
     log = (smoke_run / "logs" / "matching.log").read_text()
     off = [r for r in cal if not 0.25 <= r["raw_share_position"] <= 0.75]

@@ -33,11 +33,13 @@ def encode_chunk(model: LanguageModel, sae: SparseAutoencoder, blocks: np.ndarra
 
 # %% ../nbs/05b_activations.ipynb #7b0c0025
 def pearson_from_moments(cross, mean_a, mean_b, std_a, std_b, n: float = 1.0, eps: float = 1e-7):
-    "r = (Σab − n ā b̄)/(n σ_a σ_b) from the sum of products `cross` over n tokens, broadcast (torch or numpy); 0 where a σ ≤ eps."
+    """r = (Σab − n ā b̄)/(n σ_a σ_b) from the sum of products `cross` over n tokens, broadcast (torch or numpy); 0 where a
+    σ ≤ eps. `n` may itself be a tensor that broadcasts (one token count per resample)."""
     if isinstance(cross, torch.Tensor):
         inv_a = torch.where(std_a > eps, 1 / std_a.clamp_min(eps), 0.0) / n
         inv_b = torch.where(std_b > eps, 1 / std_b.clamp_min(eps), 0.0)
-        return torch.addcmul(cross, mean_a, mean_b, value=-n).mul_(inv_a).mul_(inv_b).clamp_(-1, 1)
+        centred = torch.addcmul(cross, mean_a, mean_b, value=-n) if not isinstance(n, torch.Tensor) else cross - n * mean_a * mean_b
+        return centred.mul_(inv_a).mul_(inv_b).clamp_(-1, 1)
     inv_a = np.where(std_a > eps, 1 / np.maximum(std_a, eps), 0.0) / n
     inv_b = np.where(std_b > eps, 1 / np.maximum(std_b, eps), 0.0)
     return np.clip((cross - n * mean_a * mean_b) * inv_a * inv_b, -1, 1)

@@ -16,7 +16,7 @@ from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.path import Path as MPath
 from tqdm import tqdm
 
-from .activations import ActivationStore, Partners, encode_chunk, pearson_from_moments, sparse_rows
+from .activations import ActivationStore, Partners, encode_chunk, sparse_rows
 from .autoencoder import SparseAutoencoder
 from .correlation import (CorrelationAccumulator, Matches, ScoreSummary, candidate_assignment,
                                             decoder_cosine, hungarian_match, sparse_transpose, summarise_scores)
@@ -30,9 +30,9 @@ from .run import PhaseTimer, Stage, check_memory
 # %% auto #0
 __all__ = ['STAGE', 'headline', 'transition_counts', 'evaluation_blocks', 'accumulate', 'pair_groups', 'method_summaries',
            'method_rows', 'match_pairs', 'partners_of', 'save_matching', 'save_stores', 'bootstrap_stats',
-           'bootstrap_best_all', 'full_best', 'bootstrap_shares', 'seed_stable', 'calibrated_rows',
-           'threshold_crossings', 'transitions_table', 'calibrated_table', 'threshold_sweep', 'feature_chains',
-           'match_rows', 'plot_flow', 'plot_threshold_sweep']
+           'bootstrap_best_all', 'full_best', 'bootstrap_shares', 'bootstrap_share_samples', 'seed_stable',
+           'calibrated_rows', 'threshold_crossings', 'transitions_table', 'calibrated_table', 'threshold_sweep',
+           'feature_chains', 'match_rows', 'plot_flow', 'plot_threshold_sweep']
 
 # %% ../nbs/06_matching.ipynb #15019939
 def headline(results: dict) -> str:
@@ -233,6 +233,14 @@ def bootstrap_shares(best: np.ndarray, alive: np.ndarray, tau: float, direction:
     hit = best >= tau if direction == "persist" else best < tau
     return (hit & alive).sum(1) / max(alive.sum(), 1)
 
+def bootstrap_share_samples(best: dict[str, np.ndarray], alive: dict[str, np.ndarray], tau: float) -> dict[str, np.ndarray]:
+    "`bootstrap_shares` of every key of `bootstrap_best_all`: persisting parent features ('p->c:persist'), emerging child features ('p->c:emerge')."
+    out = {}
+    for key, v in best.items():
+        (p, c), direction = key.split(":")[0].split("->"), key.split(":")[1]
+        out[key] = bootstrap_shares(v, alive[p if direction == "persist" else c], tau, direction)
+    return out
+
 # %% ../nbs/06_matching.ipynb #m6a0c044
 def seed_stable(sae: str, best: dict[str, np.ndarray], nulls: list[tuple[str, str]], tau: float) -> tuple[np.ndarray, np.ndarray] | None:
     """Per resample, the features of `sae` that another seed's SAE of the same model matches at r ≥ τ: by at least one
@@ -269,15 +277,17 @@ def calibrated_rows(best: dict[str, np.ndarray], full: dict[str, np.ndarray], al
             if pool:
                 null_est = float(np.mean([_share(full, alive, a, b, tau)[0] for a, b in pool]))
                 null_draws = [_share(best, alive, a, b, tau) for a, b in pool]
-                ratios = np.concatenate([s / np.maximum(n, 1e-12) for s in samples for n in null_draws])
-                row.update(null_share=null_est, null_pooled=not own, **_summary("ratio", float(np.mean(est)) / max(null_est, 1e-12), ratios))
-                row["by_seed_pair"] = [{"parent_sae": a, "child_sae": b, **_summary("ratio", e / max(null_est, 1e-12),
-                                        np.concatenate([s / np.maximum(n, 1e-12) for n in null_draws]))}
-                                       for (a, b), e, s in zip(combos, est, samples)]     # each seed pair alone: the sensitivity study
+                # each seed pair's ratio draws (over every null pair, on the same resamples); pooled, they give the row's interval
+                ratios = [np.concatenate([s / np.maximum(n, 1e-12) for n in null_draws]) for s in samples]
+                row.update(null_share=null_est, null_pooled=not own,
+                           **_summary("ratio", float(np.mean(est)) / max(null_est, 1e-12), np.concatenate(ratios)))
+                row["by_seed_pair"] = [{"parent_sae": a, "child_sae": b, **_summary("ratio", e / max(null_est, 1e-12), r)}
+                                       for (a, b), e, r in zip(combos, est, ratios)]     # each seed pair alone: the sensitivity study
+            stable = {a: (seed_stable(a, full, nulls, tau), seed_stable(a, best, nulls, tau)) for a in sae_seeds(p, null_seeds)} if own else {}
             for kind, k in (("any", 0), ("all", 1)):
                 if not own: row.update(_summary(f"stable_{kind}", float("nan"), np.array([]))); continue
-                e = [float(_share(full, alive, a, b, tau, seed_stable(a, full, nulls, tau)[k])[0]) for a, b in combos]
-                s = [_share(best, alive, a, b, tau, seed_stable(a, best, nulls, tau)[k]) for a, b in combos]
+                e = [float(_share(full, alive, a, b, tau, stable[a][0][k])[0]) for a, b in combos]
+                s = [_share(best, alive, a, b, tau, stable[a][1][k]) for a, b in combos]
                 row.update(_summary(f"stable_{kind}", float(np.mean(e)), np.concatenate(s)))
             rows.append(row)
     return rows

@@ -16,13 +16,12 @@ from .lineage import EDGES, LINEAGE, MODELS, NULL_PAIRS, OWN_DOMAINS, SAE_MIXTUR
 from .matching import _flow_positions
 from .merge import PAPER_SWEEP, crossing_point
 from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, MIXED, few_persist_verdict, transition_kind, transition_verdict
-from .run import Stage
+from .run import Stage, corpora_are_papers
 
 # %% auto #0
 __all__ = ['STAGE', 'RAW_BOUND', 'headline', 'toy_results', 'claim_few_persist', 'claim_generic', 'claim_assignment',
            'claim_exception', 'claim_crossing', 'claim_verdicts', 'provenance_rows', 'merge_sentence',
-           'robustness_parts', 'models_sentence', 'corpora_are_papers', 'released_merge_sentence', 'build_report',
-           'plot_design']
+           'robustness_parts', 'models_sentence', 'released_merge_sentence', 'build_report', 'plot_design']
 
 # %% ../nbs/11_report.ipynb #c539b6e4
 def headline(results: dict) -> str:
@@ -242,10 +241,6 @@ def models_sentence(results: dict) -> str:
     got = [*results["train"]["models"].values(), *([results["merge"]["released_merge"]] if results.get("merge", {}).get("released_merge") else [])]
     read = [f"`{m['repo_id']}@{short(m['commit'])}`" for m in got]
     return "**The models are the authors' released checkpoints**, read from the HF Hub: " + ", ".join(read) + "."
-
-def corpora_are_papers(manifest: dict) -> bool:
-    "True when every domain was read from the paper's own Hub corpus."
-    return all(info["role"] == "paper corpus" for info in manifest["domains"].values())
 
 # %% ../nbs/11_report.ipynb #r1e0c003
 def released_merge_sentence(rm: dict) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .activations import pearson_from_moments
+
 # %% auto #0
 __all__ = ['stratified_groups', 'resample_weights', 'group_sums', 'group_cross', 'GroupStats', 'resampled_best',
            'percentile_interval', 'basic_interval', 'position', 'SimulatedLineage', 'simulated_stats', 'coverage']
@@ -78,8 +80,7 @@ def resampled_best(st: GroupStats, weights: np.ndarray, batch: int = 50) -> torc
         ma, mb = (w @ st.sa)[:, :, None] / n, (w @ st.sb)[:, st.cand] / n                     # [b, p, 1], [b, p, m]
         va, vb = (w @ st.saa)[:, :, None] / n - ma ** 2, (w @ st.sbb)[:, st.cand] / n - mb ** 2
         cross = torch.einsum("bg,gpm->bpm", w, st.sab)
-        sd = (va.clamp_min(0) * vb.clamp_min(0)).sqrt()
-        r = torch.where(sd > 1e-12, (cross / n - ma * mb) / sd.clamp_min(1e-12), 0.0).clamp_(-1, 1)   # 0 where either is constant
+        r = pearson_from_moments(cross, ma, mb, va.clamp_min(0).sqrt(), vb.clamp_min(0).sqrt(), n=n)   # 0 where either is constant
         out.append(r.max(2).values.float())
     return torch.cat(out)
 

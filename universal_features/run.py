@@ -27,7 +27,8 @@ from .model import LanguageModel, load_model
 
 # %% auto #0
 __all__ = ['OPTIMIZER_PRELOAD', 'REPO_ROOT', 'Stage', 'default_run_dir', 'default_device', 'device_memory_bytes',
-           'DeviceMemoryError', 'check_memory', 'reuse_freed_memory', 'PhaseTimer', 'Run', 'open_run']
+           'DeviceMemoryError', 'check_memory', 'reuse_freed_memory', 'PhaseTimer', 'corpora_are_papers', 'Run',
+           'open_run']
 
 # %% ../nbs/00c_run.ipynb #c1a0c005
 @dataclass(frozen=True)
@@ -104,6 +105,10 @@ class PhaseTimer:
         return ", ".join(f"{k} {v:.1f} s" for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1]))
 
 # %% ../nbs/00c_run.ipynb #c1a0c011
+def corpora_are_papers(manifest: dict) -> bool:
+    "True when every domain of a data manifest was read from the paper's own Hub corpus."
+    return bool(manifest["domains"]) and all(info["role"] == "paper corpus" for info in manifest["domains"].values())
+
 @dataclass
 class Run:
     "A run directory: one folder per stage, config.json and results.json at its root."
@@ -143,8 +148,8 @@ class Run:
     def corpora_label(self) -> str:
         "How captions name the corpora, from the data stage's manifest: the paper's, or offline stand-ins."
         path = self.root / "data" / "manifest.json"
-        roles = {d["role"] for d in json.loads(path.read_text())["domains"].values()} if path.exists() else set()
-        return "the paper's corpora" if roles == {"paper corpus"} else "offline stand-in corpora"
+        papers = path.exists() and corpora_are_papers(json.loads(path.read_text()))
+        return "the paper's corpora" if papers else "offline stand-in corpora"
 
     def results(self) -> dict:
         "Every finished stage's headline numbers."
