@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from universal_features.config import ModelConfig
-from universal_features.merge import crossing_point, lerp, merged_model, slerp, slerp_tensor
+from universal_features.merge import crossing_point, lerp, merge_points, merged_model, slerp, slerp_tensor
 from universal_features.model import LanguageModel
 
 
@@ -79,3 +79,22 @@ def test_paper_sweep_crosses_where_the_notes_say():
     from universal_features.merge import PAPER_SWEEP
     t = crossing_point([p[0] for p in PAPER_SWEEP], [p[1] for p in PAPER_SWEEP], [p[2] for p in PAPER_SWEEP])
     assert t == pytest.approx(0.570, abs=0.002)
+
+
+def test_the_authors_merge_point_in_our_orientation():
+    "mergekit t = 0.58 with the Lua fine-tune as base_model (t = 0 returns the base) is our SLERP at t = 0.42 from TinyStories."
+    from universal_features.config import MergeConfig
+    g = torch.Generator().manual_seed(1)
+    tiny, lua = torch.randn(40, 9, generator=g), torch.randn(40, 9, generator=g)
+    mergekit = direct_slerp(0.58, lua, tiny)                                   # their call: v0 = base = Lua, v1 = TinyStories
+    ours, _ = slerp_tensor(MergeConfig().t, tiny, lua)                         # ours: t = 0 TinyStories, t = 1 Lua
+    assert MergeConfig().t == 0.42 and np.allclose(ours.numpy(), mergekit, atol=1e-6)
+    near = lua + 1e-4 * tiny                                                   # nearly parallel: mergekit's LERP branch, same reading
+    assert np.allclose(slerp_tensor(0.42, near, lua)[0].numpy(), direct_slerp(0.58, lua, near), atol=1e-6)
+    assert not np.allclose(slerp_tensor(0.58, tiny, lua)[0].numpy(), mergekit, atol=1e-3)   # the other reading is another model
+
+
+def test_merge_points():
+    assert merge_points(0.42, 0.805) == {"luastories": 0.42, "luastories_crossing": 0.805}
+    assert merge_points(None, 0.6) == {"luastories": 0.6, "luastories_crossing": 0.6}      # merge.t = none: both at t*
+    assert merge_points(0.42, None) == {"luastories": 0.42, "luastories_crossing": 0.5}     # the curves do not cross

@@ -33,6 +33,19 @@ def test_each_rule_can_fail_or_be_inconclusive():
     assert verdicts(t_star=0.8)[5] == rp.FAILS and verdicts(t_star=None)[5] == rp.FAILS
 
 
+def test_the_merge_verdict_judges_the_authors_point_and_names_the_crossing_beside_it():
+    "The headline merge verdict is the paper's merge at merge.t; the merge at t* only enters the sensitivity column."
+    merging = lambda **kw: rp.claim_verdicts(results(**kw))[1]
+    assert merging(crossing_persist=0.6)["verdict"] == rp.HOLDS                       # few persist at the authors' point ...
+    assert merging(crossing_persist=0.6)["sensitivity"] == "fragile: merge at t* (LuaStories (t*)): does not hold"
+    assert merging(merge_persist=0.6, crossing_persist=0.15)["verdict"] == rp.FAILS  # ... and not the other way round
+    assert "merge at t*" in merging(merge_persist=0.6, crossing_persist=0.15)["sensitivity"]
+    assert merging()["sensitivity"].endswith("; the merge at t*)")                    # the same verdict at t*: robust
+    ev = merging()["evidence"]
+    assert ev.index("Which merge (fixed before the numbers)") < ev.index("Lua→LuaStories: raw") < ev.index("beside it, not in the verdict")
+    assert rp.claim_verdicts(results(crossing_persist=0.6))[0]["sensitivity"].startswith("robust")  # fine-tuning does not see it
+
+
 def test_paper_crossing_is_computed_from_the_authors_sweep():
     t = crossing_point([a for a, _, _ in PAPER_SWEEP], [b for _, b, _ in PAPER_SWEEP], [c for _, _, c in PAPER_SWEEP])
     claim = rp.claim_crossing({"t_star_accuracy": 0.6})
@@ -58,4 +71,6 @@ def test_report_of_the_smoke_run(smoke_run):
         assert f"../figures/{fig}.png" in text and (smoke_run / "figures" / f"{fig}.png").exists()
     assert (smoke_run / "tables" / "claims.tex").read_text().startswith("\\begin{table}")
     assert "../figures/fig1_design.png" in text
+    both = text.index("### Both merge points")                                       # both merges' transitions, the rule first
+    assert both < text.index("Which merge the verdicts use", both) < text.index("| from | LuaStories | LuaStories (t*) |", both)
     for ext in ("png", "pdf"): assert (smoke_run / "figures" / f"fig1_design.{ext}").stat().st_size > 0   # Figure 1, drawn from the lineage

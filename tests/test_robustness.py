@@ -56,6 +56,8 @@ def test_robustness_stage_of_the_smoke_run(smoke_run):
     taus = {s["tau"] for s in res["sweep"]}
     assert len(res["sweep"]) == len(taus) * len(TRANSITIONS) * len(rb.METHODS)
     assert set(res["verdicts"]) == {rb.FINE_TUNING, rb.MERGING}
+    assert res["verdicts"][rb.MERGING] == rb.few_persist_verdict(res["normalised"], res["bound"], rb.MERGING)   # the paper's merge
+    assert res["verdict_merge_at_crossing"] == rb.few_persist_verdict(res["normalised"], res["bound"], rb.MERGING, "luastories_crossing")
     for fig in ("fig7_normalised_persistence", "fig8_persistence_vs_distance", "fig9_merge_flow"):
         assert (smoke_run / "figures" / f"{fig}.png").stat().st_size > 1000
     for t in ("robustness_normalised", "robustness_trajectory", "robustness_merge", "robustness_sae_variants", "robustness_evidence"):

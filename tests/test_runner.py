@@ -209,6 +209,10 @@ def test_merge_sweep_and_luastories(smoke):
     assert {r["domain"] for r in res["luastories_eval"]} == {"english", "python", "lua", "tinystories"}
     cfg = json.loads((smoke / "models" / "luastories" / "config.json").read_text())
     assert cfg["universal_features_merge"]["t_orientation"] == "0 = tinystories, 1 = lua"
+    assert res["t_used"] == cfg["universal_features_merge"]["t"] == 0.42                 # the authors' point, fixed in advance
+    crossing = json.loads((smoke / "models" / "luastories_crossing" / "config.json").read_text())["universal_features_merge"]
+    assert crossing["t"] == res["t_crossing_merge"] == (res["t_star_accuracy"] if res["t_star_accuracy"] is not None else 0.5)
+    assert {(r["model"], r["domain"]) for r in res["crossing_eval"]} == {("luastories_crossing", d) for d in ("english", "python", "lua", "tinystories")}
 
 
 def test_a_copied_run_directory_skips_its_finished_stages(smoke, tmp_path):

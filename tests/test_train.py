@@ -9,7 +9,7 @@ import torch
 
 from universal_features.config import ModelConfig, TrainConfig
 from universal_features.model import LanguageModel, load_model
-from universal_features.train import batch_indices, bigram_baseline, evaluate, lr_factor, train_lm
+from universal_features.train import batch_indices, bigram_baseline, evaluate, lr_factor, sample_blocks, train_lm
 
 CFG = ModelConfig(d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64, context_length=16)
 VOCAB = 64
@@ -108,6 +108,32 @@ def _train_cli(smoke_run, out, nproc):
 
 
 @pytest.mark.slow
+def test_evaluation_sample_is_seeded_random_and_nested():
+    "Not the first N stored blocks (issue 27.4): a seeded sample over all of them, in stored order, a smaller one inside a larger one."
+    rows = np.arange(1000)[:, None]
+    small, large = sample_blocks(rows, 50, [0, 1]).ravel(), sample_blocks(rows, 200, [0, 1]).ravel()
+    assert set(small) <= set(large) and list(small) == sorted(small) and len(set(small)) == 50
+    assert small.max() > 500 and not np.array_equal(small, np.arange(50))       # spread over every block, not a prefix
+    assert np.array_equal(small, sample_blocks(rows, 50, [0, 1]).ravel())        # same seed, same blocks
+    assert not np.array_equal(small, sample_blocks(rows, 50, [0, 2]).ravel())    # another domain, another draw
+    assert sample_blocks(rows, 0, 0) is rows and sample_blocks(rows, 5000, 0) is rows
+
+
+def test_evaluation_blocks_of_the_smoke_run_are_the_seeded_sample(smoke_run):
+    from universal_features.lineage import DOMAINS
+    from universal_features.config import load_config
+    from universal_features.run import Run
+    from universal_features.tokenizer import load_blocks
+    from universal_features.train import validation_blocks
+    run = Run(smoke_run, load_config(smoke_run / "config.json"))             # read only
+    L = run.config.model.context_length
+    every = load_blocks(smoke_run, "lua", "validation", L)
+    n = max(1, len(every) // 2)
+    picked = validation_blocks(run, "lua", L, n)
+    assert np.array_equal(picked, sample_blocks(every, n, [run.config.data.seed, DOMAINS.index("lua")])) and len(picked) == n
+    assert np.array_equal(validation_blocks(run, "lua", L, 0), every)
+
+
 def test_ddp_two_gloo_processes_match_one(smoke_run, tmp_path):
     single = _train_cli(smoke_run, tmp_path / "single", 1)
     ddp = _train_cli(smoke_run, tmp_path / "ddp", 2)

@@ -147,15 +147,15 @@ def best_partner(partners: dict[tuple[str, str], Partners], parent: str, child: 
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c019
 def assignment_chain(partners: dict, stores: dict[str, ActivationStore], start: int, tau: float, enough_support: bool = True) -> dict:
-    "Partners of `start` along every edge of the lineage, the links' r, the merge's ends by each path, and the verdict."
+    "Partners of `start` along every edge of the paper's lineage, the links' r, the merge's ends by each path, and the verdict."
     chain, links, ends = {ROOT: int(start)}, {}, {}
     for p, c in EDGES:
         j, r = best_partner(partners, p, c, chain[p])
         links[f"{p}→{c}"] = r
         if c in chain: ends[p] = j
         else: chain[c] = j
-    via = {f"{c}_via_{p}": j for p, j in ends.items() for c in LINEAGE if p in LINEAGE[c].parents}
-    universal = enough_support and min(links.values()) >= tau and all(j == chain[c] for c in LINEAGE for p, j in ends.items()
+    via = {f"{c}_via_{p}": j for p, j in ends.items() for c in MODELS if p in LINEAGE[c].parents}
+    universal = enough_support and min(links.values()) >= tau and all(j == chain[c] for c in MODELS for p, j in ends.items()
                                                                         if p in LINEAGE[c].parents)
     pair_r = np.array([[float(stores[b].correlate(stores[a].column(chain[a]))[chain[b]]) for b in MODELS] for a in MODELS])
     return {"feature": chain, "links": links, "via": via, "universal": bool(universal), "pairwise_r": pair_r}

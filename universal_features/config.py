@@ -103,17 +103,20 @@ class TrainConfig:
     checkpoint_every: int = 200
     eval_every: int = 200
     log_every: int = 10
-    eval_blocks: int = 0             # validation blocks per domain in evaluations (0 = all; the ones during training stop at 256)
+    eval_blocks: int = 0             # seeded random sample of validation blocks per domain in evaluations (0 = all; during training ≤ 256)
 
 # %% ../nbs/00_config.ipynb #c0a1e016
 @dataclass
 class MergeConfig:
-    "SLERP merge of the two fine-tunes (paper_notes §5). t = 0 is the TinyStories model, t = 1 the Lua model."
+    """SLERP merge of the two fine-tunes (paper_notes §5). t = 0 is the TinyStories model, t = 1 the Lua model.
+    LuaStories is the merge at `t`; LuaStories (t*) the same merge at the sweep's accuracy crossing t*."""
     method: str = "slerp"
-    t: float | None = None           # None: the accuracy crossing point t* of the sweep
+    # the authors' point, fixed in advance: mergekit t = 0.58 with the Lua fine-tune as base (paper_notes §5.1), and
+    # mergekit's t = 0 is its base (ecosystem_notes §3.1), so 1 − 0.58 = 0.42 from TinyStories here. None: t*
+    t: float | None = 0.42
     sweep_step: float = 0.05
     lerp_step: float = 0.1           # coarser grid for the LERP comparison curve
-    sweep_eval_blocks: int = 256     # validation blocks per domain at each t (0 = all)
+    sweep_eval_blocks: int = 256     # seeded random sample of validation blocks per domain at each t (0 = all)
     eps: float = 1e-8
     dot_threshold: float = 0.9995    # |cos| above this falls back to linear interpolation (mergekit)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['DOMAINS', 'CODE_DOMAINS', 'LINEAGE', 'MODELS', 'ROOT', 'TRAINED', 'MERGED', 'MERGE_ENDPOINTS', 'OWN_DOMAINS',
-           'LM_MIXTURES', 'SAE_MIXTURES', 'EDGES', 'TRANSITIONS', 'NULL_CONTROL_MODELS', 'NULL_PAIRS', 'DISPLAY',
-           'LineageModel', 'generation', 'sae_name', 'model_of', 'sae_runs', 'null_pairs', 'sae_seeds',
-           'seed_transitions', 'display_name']
+__all__ = ['DOMAINS', 'CODE_DOMAINS', 'LINEAGE', 'MODELS', 'VARIANTS', 'ROOT', 'TRAINED', 'MERGES', 'MERGED', 'CROSSING_MERGE',
+           'MERGE_ENDPOINTS', 'OWN_DOMAINS', 'LM_MIXTURES', 'SAE_MIXTURES', 'EDGES', 'TRANSITIONS',
+           'NULL_CONTROL_MODELS', 'NULL_PAIRS', 'DISPLAY', 'LineageModel', 'generation', 'sae_name', 'model_of',
+           'sae_runs', 'null_pairs', 'sae_seeds', 'seed_transitions', 'display_name']
 
 # %% ../nbs/00b_lineage.ipynb #b1a0c005
 DOMAINS = ("english", "python", "lua", "tinystories")
@@ -28,6 +28,7 @@ class LineageModel:
     parent: str | None = None              # fine-tuned from
     merge_of: tuple[str, str] | None = None  # merged from (t = 0, t = 1)
     colour: str = "#333333"
+    variant_of: str | None = None          # another version of this model of the paper's graph
 
     @property
     def parents(self) -> tuple[str, ...]:
@@ -40,18 +41,23 @@ LINEAGE = {m.name: m for m in (
     LineageModel("lua", "Lua", ("lua",), parent="base", colour="#55A868"),
     LineageModel("tinystories", "TinyStories", ("tinystories",), parent="base", colour="#DD8452"),
     LineageModel("luastories", "LuaStories", merge_of=("tinystories", "lua"), colour="#8172B3"),
+    LineageModel("luastories_crossing", "LuaStories (t*)", merge_of=("tinystories", "lua"), colour="#DA8BC3",
+                 variant_of="luastories"),
 )}
 
 # %% ../nbs/00b_lineage.ipynb #b1a0c010
-MODELS = tuple(LINEAGE)                                                     # every model, in lineage order
+MODELS = tuple(n for n, m in LINEAGE.items() if not m.variant_of)          # the paper's four models, in lineage order
+VARIANTS = tuple(n for n, m in LINEAGE.items() if m.variant_of)            # other versions of them, matched beside them
 ROOT = next(n for n, m in LINEAGE.items() if not m.parents)                 # the base model
 TRAINED = {n: m.parent for n, m in LINEAGE.items() if not m.merge_of}       # trained model → the model it starts from
-MERGED = next(n for n, m in LINEAGE.items() if m.merge_of)                  # the merge
+MERGES = tuple(n for n, m in LINEAGE.items() if m.merge_of)                 # every merge, the paper's first
+MERGED = next(n for n in MERGES if n in MODELS)                             # the paper's merge, at the authors' t (merge.t)
+CROSSING_MERGE = next(n for n in MERGES if LINEAGE[n].variant_of == MERGED)  # the same merge at our accuracy crossing t*
 MERGE_ENDPOINTS = LINEAGE[MERGED].merge_of                                  # (t = 0, t = 1)
 OWN_DOMAINS = {n: m.domains for n, m in LINEAGE.items() if m.domains}
 
 def generation(name: str) -> int:
-    "Steps from the base model: 0 base, 1 fine-tunes, 2 the merge."
+    "Steps from the base model: 0 base, 1 fine-tunes, 2 the merges."
     ps = LINEAGE[name].parents
     return 0 if not ps else 1 + max(generation(p) for p in ps)
 
@@ -62,11 +68,11 @@ def _finetune_domains(name: str) -> tuple[str, ...]:
     return () if m.parent is None else _finetune_domains(m.parent) + m.domains
 
 LM_MIXTURES = {n: ("base",) if p is None else LINEAGE[n].domains for n, p in TRAINED.items()}
-SAE_MIXTURES = {n: ("base", *_finetune_domains(n)) for n in MODELS}
+SAE_MIXTURES = {n: ("base", *_finetune_domains(n)) for n in LINEAGE}
 
 # %% ../nbs/00b_lineage.ipynb #b1a0c016
-EDGES = [(p, n) for n in MODELS for p in LINEAGE[n].parents]                # parent → child: fine-tunes and the merge
-TRANSITIONS = EDGES + [(ROOT, MERGED)]
+EDGES = [(p, n) for n in MODELS for p in LINEAGE[n].parents]                # the paper's graph: fine-tunes and the merge
+TRANSITIONS = EDGES + [(ROOT, MERGED)] + [(p, v) for v in VARIANTS for p in (*LINEAGE[v].parents, ROOT)]
 NULL_CONTROL_MODELS = ("base", "lua")
 
 def sae_name(model: str, seed: int = 1) -> str:
@@ -78,8 +84,8 @@ def model_of(sae: str) -> str:
     return sae.split("-seed")[0]
 
 def sae_runs(null_seeds: int = 1) -> list[tuple[str, str, int]]:
-    "(SAE name, model, seed index): one SAE per model, then `null_seeds` more on each null-control model."
-    own = [(sae_name(m), m, i) for i, m in enumerate(MODELS)]
+    "(SAE name, model, seed index): one SAE per model (variants too), then `null_seeds` more on each null-control model."
+    own = [(sae_name(m), m, i) for i, m in enumerate(LINEAGE)]
     return own + [(sae_name(m, s + 2), m, 100 * (s + 1) + i) for s in range(null_seeds) for i, m in enumerate(NULL_CONTROL_MODELS)]
 
 def null_pairs(null_seeds: int = 1) -> list[tuple[str, str]]:

@@ -21,7 +21,8 @@ from .autoencoder import SparseAutoencoder
 from .correlation import (CorrelationAccumulator, Matches, ScoreSummary, candidate_assignment,
                                             decoder_cosine, hungarian_match, sparse_transpose, summarise_scores)
 from .files import Table
-from .lineage import LINEAGE, MERGED, ROOT, TRANSITIONS, display_name, generation, model_of, sae_seeds
+from .lineage import (LINEAGE, MERGED, MERGES, MODELS, ROOT, TRANSITIONS, display_name, generation, model_of,
+                                        sae_seeds)
 from .model import LanguageModel
 from .resampling import (GroupStats, group_cross, group_sums, percentile_interval, position, resample_weights,
                                            resampled_best, stratified_groups)
@@ -362,20 +363,16 @@ def match_rows(all_matches: dict, alive: dict[str, np.ndarray], tau: float) -> p
     return pd.DataFrame(out, columns=["parent", "child", "method", "parent_feature", "child_feature", "score"])
 
 # %% ../nbs/06_matching.ipynb #32f46f15
-def _flow_positions() -> dict[str, tuple[float, float]]:
+def _flow_positions(merge: str = MERGED) -> dict[str, tuple[float, float]]:
+    "Where the paper's models, with `merge` as their merge, sit in a flow or design figure: x their generation."
     by_gen: dict[int, list[str]] = {}
-    for m in LINEAGE: by_gen.setdefault(generation(m), []).append(m)
+    for m in MODELS: by_gen.setdefault(generation(m), []).append(merge if m == MERGED else m)
     return {m: (float(g), 0.5 if len(ms) == 1 else float(y)) for g, ms in by_gen.items()
             for m, y in zip(ms, np.linspace(0.78, 0.22, len(ms)))}
 
-def plot_flow(counts: dict[tuple[str, str], dict], title: str):
-    "An alluvial diagram of persisting features: BabyPython → Lua / TinyStories → LuaStories."
-    pos = _flow_positions()
-    colors = {m: LINEAGE[m].colour for m in LINEAGE}
-    flows = [(p, c) for p, c in TRANSITIONS if (p, c) in counts and generation(c) - generation(p) == 1]
-    total = max(max(v["parent_features"] for v in counts.values()), 1)
-    scale = 0.35 / total  # node height for all features of an SAE
-    fig, ax = plt.subplots(figsize=(9, 4.6))
+def _flow_panel(ax, counts: dict, pos: dict[str, tuple[float, float]], colors: dict, scale: float) -> None:
+    "One merge's flow diagram on `ax`: a box per model of `pos`, a band per transition between generations."
+    flows = [(p, c) for p, c in TRANSITIONS if (p, c) in counts and p in pos and c in pos and generation(c) - generation(p) == 1]
     out_off = {n: 0.0 for n in pos}; in_off = {n: 0.0 for n in pos}
     node_h = {n: max(v["parent_features"] for (p, c), v in counts.items() if p == n) * scale if any(p == n for p, _ in counts)
               else max(v["child_features"] for (p, c), v in counts.items() if c == n) * scale for n in pos}
@@ -395,7 +392,18 @@ def plot_flow(counts: dict[tuple[str, str], dict], title: str):
         ax.text(xm, (top0 + top1) / 2 - w / 2, f"{v['persist']} persist\n{v['persist_share_alive']:.1%} of {display_name(p)}'s alive",
                 ha="center", va="center", fontsize=7.5)
     ax.set_xlim(-0.3, 2.3); ax.set_ylim(0, 1.12); ax.axis("off")
-    ax.set_title(title, fontsize=9)
+
+def plot_flow(counts: dict[tuple[str, str], dict], title: str):
+    "An alluvial diagram of persisting features: BabyPython → Lua / TinyStories → LuaStories, one panel per merge in `counts`."
+    merges = [m for m in MERGES if any(c == m for _, c in counts)] or [MERGED]
+    colors = {m: LINEAGE[m].colour for m in LINEAGE}
+    total = max(max(v["parent_features"] for v in counts.values()), 1)
+    scale = 0.35 / total  # node height for all features of an SAE
+    fig, axes = plt.subplots(1, len(merges), figsize=(9 if len(merges) == 1 else 7.5 * len(merges), 4.6), squeeze=False)
+    for ax, merge in zip(axes[0], merges):
+        _flow_panel(ax, counts, _flow_positions(merge), colors, scale)
+        ax.set_title(f"into {display_name(merge)}" + (" (the paper's merge)" if merge == MERGED else " (beside it)"), fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

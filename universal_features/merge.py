@@ -15,21 +15,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .lineage import LINEAGE, MERGE_ENDPOINTS
+from .lineage import CROSSING_MERGE, LINEAGE, MERGE_ENDPOINTS, MERGED
 from .model import LanguageModel
 from .run import Stage
 from .train import evaluate
 
 # %% auto #0
-__all__ = ['STAGE', 'MERGE_METHODS', 'PAPER_SWEEP', 'headline', 'slerp_tensor', 'slerp', 'lerp', 'merged_model', 'sweep',
-           'crossing_point', 'normalised_crossing', 'plot_sweep', 'rows_to_csv']
+__all__ = ['STAGE', 'MERGE_METHODS', 'PAPER_SWEEP', 'PAPER_MERGE_T', 'headline', 'slerp_tensor', 'slerp', 'lerp', 'merged_model',
+           'sweep', 'crossing_point', 'normalised_crossing', 'merge_points', 'plot_sweep', 'rows_to_csv']
 
 # %% ../nbs/04_merge.ipynb #d9aaaf3c
 def headline(results: dict) -> str:
-    "The stage's one line: where the SLERP accuracy curves cross, and the t of the LuaStories checkpoint."
-    t = results["t_star_accuracy"]
+    "The stage's one line: where the SLERP accuracy curves cross, and the t of each merge."
+    t, tc = results["t_star_accuracy"], results.get("t_crossing_merge")
     return ("accuracy curves cross at t* = " + (f"{t:.3f}" if t is not None else "– (they do not cross)")
-            + f"; LuaStories saved at t = {results['t_used']:.3f}")
+            + f"; LuaStories saved at t = {results['t_used']:.3f}" + (f", LuaStories (t*) at t = {tc:.3f}" if tc is not None else ""))
 
 STAGE = Stage("merge", reads=("merge", "released"), needs=("train",), summary=headline)
 
@@ -121,6 +121,7 @@ PAPER_SWEEP = [(0.00, .5196, .1761), (.05, .5167, .1902), (.10, .5114, .2071), (
                (.50, .4108, .3549), (.55, .3927, .3770), (.60, .3753, .3984), (.65, .3587, .4182), (.70, .3427, .4361),
                (.75, .3268, .4522), (.80, .3110, .4668), (.85, .2951, .4779), (.90, .2793, .4861), (.95, .2632, .4915),
                (1.00, .2467, .4941)]
+PAPER_MERGE_T = round(1 - 0.58, 2)   # their released merge (mergekit t = 0.58 from Lua, §5.1) in our orientation
 
 # %% ../nbs/04_merge.ipynb #d4a0c0n1
 def normalised_crossing(ts: list[float], y0: list[float], y1: list[float]) -> float | None:
@@ -129,9 +130,16 @@ def normalised_crossing(ts: list[float], y0: list[float], y1: list[float]) -> fl
     scale = lambda y: (np.asarray(y, float) - min(y)) / (max(y) - min(y))
     return crossing_point(ts, scale(y0), scale(y1))
 
+# %% ../nbs/04_merge.ipynb #m4p0c002
+def merge_points(t_config: float | None, t_star: float | None) -> dict[str, float]:
+    "The t of each merge: LuaStories at `merge.t` (t* when None), LuaStories (t*) at the accuracy crossing (0.5 if none)."
+    t_cross = t_star if t_star is not None else 0.5
+    return {MERGED: t_config if t_config is not None else t_cross, CROSSING_MERGE: t_cross}
+
 # %% ../nbs/04_merge.ipynb #c6b315ad
-def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | None, title: str, overlay_paper: bool = False):
-    "Accuracy on both domains along t (SLERP solid, LERP dotted), the base model dashed, t* marked; beside it the paper's curves (also over ours with `overlay_paper`)."
+def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | None, title: str, overlay_paper: bool = False,
+               t_merge: float | None = None):
+    "Accuracy on both domains along t (SLERP solid, LERP dotted), the base model dashed, t* and LuaStories' `t_merge` marked; beside it the paper's curves (also over ours with `overlay_paper`)."
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw=dict(width_ratios=[3, 2]))
     colors = {d: LINEAGE[d].colour for d in MERGE_ENDPOINTS}                   # the lineage's colours, as in every figure
     for method, style in (("slerp", "-o"), ("lerp", ":")):
@@ -149,6 +157,10 @@ def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | No
     if t_star is not None:   # labelled at the top of the axes; the legends sit below the axes, clear of curves and label
         ax.axvline(t_star, color="grey", lw=1)
         ax.text(t_star, 0.98, f" t*={t_star:.2f}", va="top", fontsize=8, transform=ax.get_xaxis_transform())
+    for a, t, label in ((ax, t_merge, "LuaStories"), (axp, PAPER_MERGE_T if t_merge is not None else None, "their merge")):
+        if t is None: continue                # the merge point, labelled at the bottom, clear of t*'s label
+        a.axvline(t, color=LINEAGE[MERGED].colour, lw=1.2, ls="--")
+        a.text(t, 0.02, f" {label} t={t:.2f}", va="bottom", fontsize=8, color=LINEAGE[MERGED].colour, transform=a.get_xaxis_transform())
     ax.set_xlabel("t   (0 = TinyStories fine-tune, 1 = Lua fine-tune)"); ax.set_ylabel("next-token accuracy")
     ax.set_title(title, fontsize=9); ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyBboxPatch
 
 from .files import Table
-from .lineage import EDGES, LINEAGE, MODELS, NULL_PAIRS, OWN_DOMAINS, SAE_MIXTURES, TRANSITIONS, display_name, model_of
+from .lineage import (CROSSING_MERGE, EDGES, LINEAGE, MERGED, MODELS, NULL_PAIRS, OWN_DOMAINS, SAE_MIXTURES, TRANSITIONS,
+                                        VARIANTS, display_name, model_of)
 from .matching import _flow_positions
 from .merge import PAPER_SWEEP, crossing_point
 from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, MIXED, few_persist_verdict, transition_kind, transition_verdict
@@ -21,7 +22,8 @@ from .run import Stage, corpora_are_papers
 # %% auto #0
 __all__ = ['STAGE', 'RAW_BOUND', 'headline', 'toy_results', 'claim_few_persist', 'claim_generic', 'claim_assignment',
            'claim_exception', 'claim_crossing', 'claim_verdicts', 'provenance_rows', 'merge_sentence',
-           'robustness_parts', 'models_sentence', 'released_merge_sentence', 'build_report', 'plot_design']
+           'merge_points_rows', 'robustness_parts', 'models_sentence', 'released_merge_sentence', 'build_report',
+           'plot_design']
 
 # %% ../nbs/11_report.ipynb #c539b6e4
 def headline(results: dict) -> str:
@@ -34,9 +36,10 @@ STAGE = Stage("report", reads=("report",),
 
 # %% ../nbs/11_report.ipynb #ac0c0011
 def toy_results(persist=0.15, null=0.6, generic_p=(0.01, 0.01, 0.01, 0.2), universal=True, exc_f1=0.5, exc_r=0.5, t_star=0.6,
-                spread=0.2, merge_persist=None, exc3_r=0.5, assign2=False) -> dict:
+                spread=0.2, merge_persist=None, exc3_r=0.5, assign2=False, crossing_persist=None) -> dict:
     "A small, complete `results` of every stage the report reads (the examples here and `tests/test_report.py` use it)."
-    share = lambda c: persist if merge_persist is None or not LINEAGE[c].merge_of else merge_persist
+    share = lambda c: (crossing_persist if crossing_persist is not None and c == CROSSING_MERGE else
+                       persist if merge_persist is None or not LINEAGE[c].merge_of else merge_persist)
     cal = [{"parent": p, "child": c, "tau": t, "seeds": "2 × 2", "raw_share": share(c), "raw_share_low": 0.9 * share(c),
             "raw_share_high": 1.1 * share(c), "share": share(c), "null_share": null, "ratio": share(c) / null,
             "ratio_low": (1 - spread) * share(c) / null, "ratio_high": (1 + spread) * share(c) / null}
@@ -61,7 +64,8 @@ def toy_results(persist=0.15, null=0.6, generic_p=(0.01, 0.01, 0.01, 0.2), unive
                                        "lua_feature": 6, "r": exc_r, "decoder_cosine": 0.3, "persists": exc_r >= 0.8,
                                        "candidates": [{"feature": 5, "f1": exc_f1, "r": exc_r, "persists": exc_r >= 0.8},
                                                       {"feature": 7, "f1": 0.9 * exc_f1, "r": exc3_r, "persists": exc3_r >= 0.8}]}},
-        "merge": {"t_star_accuracy": t_star, "t_star_loss": 0.55, "tensors_lerp_fallback": 1, "tensors": 12, "t_used": 0.6},
+        "merge": {"t_star_accuracy": t_star, "t_star_loss": 0.55, "tensors_lerp_fallback": 1, "tensors": 12, "t_used": 0.42,
+                  "t_rule": "merge.t, the authors' point", "t_crossing_merge": 0.5 if t_star is None else t_star},
         "autointerp": {"groups": {"Lua features": {"n": 3, "mean": 0.4, "median": 0.35, "undefined": 1}},
                        "backend_label": "OFFLINE PROXY", "is_proxy": True},
         "tokenizer": {"tokens": {"lua": {"train": 1000, "validation": 100}}, "vocab_size": 4096, "tokenizer_sha256": "ab" * 32},
@@ -73,25 +77,31 @@ def _pct(x: float) -> str: return f"{100 * x:.1f} %"
 # %% ../nbs/11_report.ipynb #ac0c0014
 RAW_BOUND = 0.5   # the paper's reading: "few" = fewer than half of the parent's alive features persist
 
-def _judge(rows: list[dict], lo: str, hi: str, bound: float, kind: str) -> str:
-    "`few_persist_verdict` over any interval columns of rows of one kind of transition."
-    return few_persist_verdict([{"method": "max_corr", "child": r["child"], "low": r[lo], "high": r[hi]} for r in rows], bound, kind)
+def _judge(rows: list[dict], lo: str, hi: str, bound: float, kind: str, merge: str = MERGED) -> str:
+    "`few_persist_verdict` over any interval columns of rows of one kind of transition (into the lineage with `merge`)."
+    return few_persist_verdict([{"method": "max_corr", "child": r["child"], "low": r[lo], "high": r[hi]} for r in rows], bound, kind, merge)
 
 def claim_few_persist(rb: dict, mt: dict, kind: str) -> dict:
     """Few features persist through `kind` (fine-tuning or merging): the rule, then the paper's reading (raw shares of
-    the own SAEs) and ours (÷ the parent's seed null, over every seed pair), and what, if anything, flips the verdict."""
+    the own SAEs) and ours (÷ the parent's seed null, over every seed pair), and what, if anything, flips the verdict.
+    Through merging the verdict judges the paper's merge; the merge at t* is shown beside it and enters the sensitivity."""
     bound, tau = rb["bound"], mt["threshold"]
-    cal = [r for r in mt.get("calibrated", []) if transition_kind(r["child"]) == kind]
-    at = lambda t: [r for r in cal if abs(r["tau"] - t) < 1e-9]
+    every = [r for r in mt.get("calibrated", []) if transition_kind(r["child"]) == kind]
+    cal, beside = [r for r in every if r["child"] not in VARIANTS], [r for r in every if r["child"] in VARIANTS]
+    at = lambda t, rows=cal: [r for r in rows if abs(r["tau"] - t) < 1e-9]
     rule = (f"rule (fixed before the numbers): holds if, for every {kind} transition, persistence ÷ the parent's seed null has "
             f"its 95 % upper bound < {bound} (fewer than half of what two seeds of one SAE share: `robustness.bound`); the "
             f"paper's reading: every raw share < {RAW_BOUND:.0%} of alive features. ")
+    if beside: rule += (f"Which merge (fixed before the numbers): the verdict judges {display_name(MERGED)}, the merge at the authors' "
+                        f"point (`merge.t`, not read off our curves); {display_name(CROSSING_MERGE)}, the same merge at our accuracy "
+                        "crossing t*, is shown beside it and enters only the sensitivity column. ")
     name = lambda r: f"{display_name(r['parent'])}→{display_name(r['child'])}"
     if not at(tau) or "ratio" not in at(tau)[0]:
         return {"claim": f"Few features persist through {kind}", "evidence": rule + "no seed-null SAEs in this profile (sae.null_seeds = 0): "
                 "persistence is not calibrated", "verdict": INCONCLUSIVE, "raw reading": INCONCLUSIVE, "sensitivity": "–"}
-    ev = rule + "; ".join(f"{name(r)}: raw {_pct(r['raw_share'])} [{_pct(r['raw_share_low'])}, {_pct(r['raw_share_high'])}], "
-                          f"÷ seed null {r['ratio']:.2f} [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}] ({r['seeds']} seeds)" for r in at(tau))
+    show = lambda rows: "; ".join(f"{name(r)}: raw {_pct(r['raw_share'])} [{_pct(r['raw_share_low'])}, {_pct(r['raw_share_high'])}], "
+                                  f"÷ seed null {r['ratio']:.2f} [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}] ({r['seeds']} seeds)" for r in rows)
+    ev = rule + show(at(tau)) + (f"; beside it, not in the verdict: {show(at(tau, beside))}" if at(tau, beside) else "")
     verdict = _judge(at(tau), "ratio_low", "ratio_high", bound, kind)
     flips = [f"τ = {t:g}: {v}" for t in sorted({r["tau"] for r in cal}) if (v := _judge(at(t), "ratio_low", "ratio_high", bound, kind)) != verdict]
     for r in at(tau):                                                      # every seed pair alone, transition by transition
@@ -101,9 +111,12 @@ def claim_few_persist(rb: dict, mt: dict, kind: str) -> dict:
     norm = [r for r in rb["normalised"] if transition_kind(r["child"]) == kind]
     flips += [f"{m}: {v}" for m in METHODS[1:] if (rs := [r for r in norm if r["method"] == m]) and
               (v := _judge(rs, "low", "high", bound, kind)) != verdict]
+    if at(tau, beside) and (v := _judge(at(tau, beside), "ratio_low", "ratio_high", bound, kind, CROSSING_MERGE)) != verdict:
+        flips.append(f"merge at t* ({display_name(CROSSING_MERGE)}): {v}")
     return {"claim": f"Few features persist through {kind}", "evidence": ev, "verdict": verdict,
             "raw reading": _judge(at(tau), "raw_share_low", "raw_share_high", RAW_BOUND, kind),
-            "sensitivity": "robust (τ " + ", ".join(f"{t:g}" for t in sorted({r["tau"] for r in cal})) + "; every method; every seed pair)"
+            "sensitivity": "robust (τ " + ", ".join(f"{t:g}" for t in sorted({r["tau"] for r in cal})) + "; every method; every seed pair"
+                           + ("; the merge at t*" if beside else "") + ")"
                            if not flips else "fragile: " + "; ".join(flips)}
 
 # %% ../nbs/11_report.ipynb #ac0c0016
@@ -201,13 +214,33 @@ def provenance_rows(manifest: dict, cfg) -> list[dict]:
                      "train / validation docs": f"{info['train_documents']:,} / {info['validation_documents']:,}"})
     return rows
 
+# %% ../nbs/11_report.ipynb #r11w0001
+def _crossing_where(mg: dict) -> str:
+    "Where the merge beside the paper's sits: at our raw accuracy crossing t*, or mid-path when the curves do not cross."
+    t = mg.get("t_crossing_merge")
+    if t is None: return "at our raw accuracy crossing t\\*"
+    return (f"at our raw accuracy crossing t\\* = {t:.3f}" if mg.get("t_star_accuracy") is not None
+            else f"at t = {t:.3f} (our accuracy curves do not cross: the middle of the path)")
+
 # %% ../nbs/11_report.ipynb #ac0c0033
 def merge_sentence(mg: dict) -> str:
     acc = (f"SLERP accuracy curves cross at **t\\* = {mg['t_star_accuracy']:.3f}**" if mg.get("t_star_accuracy") is not None
            else "The SLERP accuracy curves **do not cross** on our models")
     loss = f"loss curves at {mg['t_star_loss']:.3f}" if mg.get("t_star_loss") is not None else "loss curves do not cross"
-    return (f"{acc} ({loss}); {mg['tensors_lerp_fallback']} of {mg['tensors']} tensors took mergekit's LERP fallback; "
-            f"the LuaStories checkpoint uses t = {mg['t_used']:.3f}.")
+    two = (f"**{display_name(MERGED)}**, the model of every later stage, is the merge at t = {mg['t_used']:.3f} ({mg.get('t_rule', 'merge.t')}); "
+           f"**{display_name(CROSSING_MERGE).replace('*', chr(92) + '*')}** is the same merge {_crossing_where(mg)}, matched beside it."
+           if mg.get("t_crossing_merge") is not None else f"the LuaStories checkpoint uses t = {mg['t_used']:.3f}.")
+    return f"{acc} ({loss}); {mg['tensors_lerp_fallback']} of {mg['tensors']} tensors took mergekit's LERP fallback; " + two
+
+# %% ../nbs/11_report.ipynb #r11m0002
+def merge_points_rows(mt: dict) -> list[dict]:
+    "Per parent: persistence into the paper's merge and into the merge at t* at τ (raw share; ÷ seed null with its interval)."
+    tau = mt["threshold"]
+    cal = {(r["parent"], r["child"]): r for r in mt.get("calibrated", []) if abs(r["tau"] - tau) < 1e-9}
+    cell = lambda r: "–" if r is None else _pct(r["raw_share"]) + (
+        f"; ÷ seed null {r['ratio']:.2f} [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}]" if "ratio" in r else "")
+    return [{"from": display_name(p), **{display_name(m): cell(cal.get((p, m))) for m in (MERGED, CROSSING_MERGE)}}
+            for p, c in TRANSITIONS if c == MERGED]
 
 # %% ../nbs/11_report.ipynb #ac0c0041
 def robustness_parts(rb: dict, tables: Path, fig) -> list[str]:
@@ -286,13 +319,20 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
         "## Language models", _read(tables / "lm_eval.md"),
         "## Merge (Figure 5)",
         merge_sentence(mg) + ("" if not mg.get("released_merge") else " " + released_merge_sentence(mg["released_merge"])),
-        fig("fig5_slerp_sweep", "Figure 5: accuracy along the SLERP path, base model dashed, the authors' sweep beside it."),
+        fig("fig5_slerp_sweep", "Figure 5: accuracy along the SLERP path, base model dashed, t* and LuaStories' t marked, the authors' sweep beside it."),
         _read(tables / "lm_eval_with_merge.md"),
         "## Sparse autoencoders", _read(tables / "sae_metrics.md"),
         "## Persistence, emergence, disappearance (Figure 2)", _read(tables / "feature_transitions.md"),
         f"{mt['n_base_features_persisting_somewhere']} BabyPython features persist into at least one fine-tune; "
         f"{len(mt['universal_features'])} are matched in all four models.",
-        fig("fig2_feature_flow", "Figure 2: flow of persisting features."),
+        fig("fig2_feature_flow", "Figure 2: flow of persisting features, into the paper's merge and, beside it, into the merge at t*."),
+        "### Both merge points",
+        f"Which merge the verdicts use was fixed before any number: **{display_name(MERGED)}**, the merge at the authors' point "
+        f"t = {mg['t_used']:.2f} (`merge.t`: mergekit t = 0.58 from Lua, paper_notes §5.1). The same merge {_crossing_where(mg)}, "
+        f"**{display_name(CROSSING_MERGE).replace('*', chr(92) + '*')}**, has its "
+        "own SAE and is matched the same way; it is reported beside the verdict and enters only its sensitivity column. Share of each "
+        f"parent's alive features that persist (own SAEs) and ÷ the parent's seed null, at τ = {mt['threshold']}:",
+        _md(merge_points_rows(mt), ["from", display_name(MERGED), display_name(CROSSING_MERGE)]),
         fig("matching_threshold_sweep", "Persistence against τ with the seed-control null."),
         *(["### Does the matching method matter?", "Persist counts of every method and their agreement with max-corr's "
            "persisting set; where the dictionaries are small enough, the exact dense one-to-one assignment beside the "
@@ -342,14 +382,15 @@ def _persist_shares(results: dict) -> dict[tuple[str, str], float]:
 # %% ../nbs/11_report.ipynb #e18a0008
 def plot_design(results: dict, title: str):
     "Figure 1: the models by generation, how each was made, the SAE on each, and how many features persist along each transition."
-    pos, shares = _flow_positions(), _persist_shares(results)
+    pos, shares = _flow_positions(), _persist_shares(results)                    # the paper's design, with its merge
     t_used, saes, tau = results.get("merge", {}).get("t_used"), results.get("sae", {}), results.get("matching", {}).get("threshold")
+    mg = results.get("merge", {})
     nulls = {pc: s for pc, s in shares.items() if pc[0] != pc[1] and model_of(pc[1]) == pc[0]}
     w, h = 0.46, 0.13                                              # a model's box, in axes data units
     fig, ax = plt.subplots(figsize=(11, 5.0))
     ax.set_xlim(min(x for x, _ in pos.values()) - 0.45, max(x for x, _ in pos.values()) + 0.45); ax.set_ylim(0.1, 0.98); ax.axis("off")
     label_box = dict(boxstyle="round,pad=0.25", fc="white", ec="none", alpha=0.92)
-    for p, c in TRANSITIONS:                                       # arrows first, so boxes and labels sit on top
+    for p, c in [(p, c) for p, c in TRANSITIONS if p in pos and c in pos]:   # arrows first, so boxes and labels sit on top
         (x0, y0), (x1, y1) = pos[p], pos[c]
         made = (p, c) in EDGES
         ax.annotate("", xy=(x1 - w / 2, y1), xytext=(x0 + w / 2, y0),
@@ -377,7 +418,10 @@ def plot_design(results: dict, title: str):
     if nulls:
         notes.append("Seed-control null (two SAE seeds of one model): "
                      + ", ".join(f"{display_name(p)} vs {display_name(c)} {_pct(s)}" for (p, c), s in nulls.items()) + ".")
+    if beside := {p: s for (p, c), s in shares.items() if c == CROSSING_MERGE and p in LINEAGE}:   # own SAEs
+        notes.append(f"Beside it, {display_name(CROSSING_MERGE)}: the same SLERP {_crossing_where(mg).replace(chr(92), '')}, with its own SAE; "
+                     "persist from " + ", ".join(f"{display_name(p)} {_pct(s)}" for p, s in beside.items()) + ".")
     fig.text(0.01, 0.012, "\n".join(notes), fontsize=7.5, va="bottom", color="#333333")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.02 + 0.025 * len(notes), 1, 1))
     return fig

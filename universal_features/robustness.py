@@ -20,7 +20,8 @@ import torch
 from .autoencoder import load_sae
 from .config import SAEConfig
 from .files import compute_once, sha256_file
-from .lineage import LINEAGE, MERGE_ENDPOINTS, MERGED, MODELS, display_name, model_of, sae_runs
+from .lineage import (CROSSING_MERGE, LINEAGE, MERGE_ENDPOINTS, MERGED, MERGES, MODELS, VARIANTS, display_name,
+                                        model_of, sae_runs)
 from .matching import match_pairs
 from .merge import merged_model
 from .model import LanguageModel, load_model, save_model
@@ -97,10 +98,12 @@ def transition_verdict(low: float, high: float, bound: float) -> str:
     "One transition: few persist if its whole interval is below `bound`, not few if the whole interval is at or above it."
     return HOLDS if high < bound else FAILS if low >= bound else INCONCLUSIVE
 
-def few_persist_verdict(rows: list[dict], bound: float, kind: str | None = None) -> str:
-    """Over the max-corr transitions (of `kind`, if given): holds if it holds for every one, does not hold if for none,
+def few_persist_verdict(rows: list[dict], bound: float, kind: str | None = None, merge: str = MERGED) -> str:
+    """Over the max-corr transitions (of `kind`, if given) into the lineage whose merge is `merge` (the paper's, unless
+    told; the other merge's transitions are left out): holds if it holds for every one, does not hold if for none,
     mixed if it holds for some and not for others, inconclusive otherwise."""
-    mc = [r for r in rows if r["method"] == "max_corr" and (kind is None or transition_kind(r["child"]) == kind)]
+    mc = [r for r in rows if r["method"] == "max_corr" and (kind is None or transition_kind(r["child"]) == kind)
+          and model_of(r["child"]) not in set(MERGES) - {merge}]
     if not mc: return INCONCLUSIVE                                       # no seed null: nothing to calibrate against
     each = [transition_verdict(r["low"], r["high"], bound) for r in mc]
     if all(v == HOLDS for v in each): return HOLDS
@@ -121,7 +124,7 @@ def plot_normalised(rows: list[dict], sweep: list[dict], bound: float, title: st
     "Figure: normalised persistence per transition and method with intervals (left), and against τ (right)."
     import seaborn as sns  # 2.6 s to import: only where a figure is drawn
     sns.set_theme(style="whitegrid", context="paper")
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.4), gridspec_kw={"width_ratios": [1.3, 1]})
     edges = list(dict.fromkeys((r["parent"], r["child"]) for r in rows))
     colors = dict(zip(METHODS, sns.color_palette("colorblind", len(METHODS))))
     for j, method in enumerate(METHODS):
@@ -133,10 +136,10 @@ def plot_normalised(rows: list[dict], sweep: list[dict], bound: float, title: st
     # the two reference lines are named in the legend: a label on the axes ran into some transition's interval
     ax.axhline(1, color="0.3", lw=1, ls="--", label="1: as similar as two seeds")
     ax.axhline(bound, color="C3", lw=1, ls=":", label=f"verdict bound {bound}")
-    ax.set_xticks(range(len(edges)), [f"{display_name(p)}\n→ {display_name(c)}" for p, c in edges], fontsize=8)
+    ax.set_xticks(range(len(edges)), [f"{display_name(p)} → {display_name(c)}" for p, c in edges], fontsize=7.5, rotation=35, ha="right", rotation_mode="anchor")
     ax.set_ylabel("persistence ÷ parent's seed null"); ax.set_ylim(bottom=0)
     # legends below the axes: inside, one of them covered a transition's interval whichever corner it took
-    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.17), frameon=False)
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.45), frameon=False)   # below the slanted names
     mc = [s for s in sweep if s["method"] == "max_corr"]
     for k, e in enumerate(edges):
         pts = sorted((s for s in mc if (s["parent"], s["child"]) == e), key=lambda s: s["tau"])
@@ -144,10 +147,11 @@ def plot_normalised(rows: list[dict], sweep: list[dict], bound: float, title: st
         ax2.plot(t, [s["normalised"] for s in pts], marker="o", color=f"C{k}", label=f"{display_name(e[0])} → {display_name(e[1])}")
         ax2.fill_between(t, [s["low"] for s in pts], [s["high"] for s in pts], color=f"C{k}", alpha=0.15)
     ax2.axhline(1, color="0.3", lw=1, ls="--"); ax2.axhline(bound, color="C3", lw=1, ls=":")
-    ax2.set_xlabel("threshold τ (max-correlation)"); ax2.set_ylabel("persistence ÷ seed null (band: seed range)")
+    ax2.set_xlabel("threshold τ (max-correlation)"); ax2.set_ylabel("persistence ÷ seed null\n(band: seed range)")
     ax2.set_ylim(bottom=0)
-    ax2.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.17), frameon=False)
-    fig.suptitle(title, fontsize=10); fig.tight_layout()
+    ax2.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.06, right=0.99, top=0.9, bottom=0.4, wspace=0.16)   # fixed: room below for names and legends
     return fig
 
 # %% ../nbs/10_robustness.ipynb #r10a0031
@@ -264,15 +268,15 @@ def plot_trajectory(rows: list[dict], title: str):
 
 # %% ../nbs/10_robustness.ipynb #r10a0051
 def merge_rows(run: Run, ts, blocks: np.ndarray, null_means: dict[str, float], device="cpu") -> list[dict]:
-    "Per SLERP t: the share of the Lua and the TinyStories features that persist into the merge, raw and ÷ the seed null."
-    cfg = run.config
-    t_star = run.results()["merge"]["t_used"]
+    "Per SLERP t (and both merges' t): the share of the Lua and the TinyStories features that persist into the merge, raw and ÷ the seed null."
+    cfg, mg = run.config, run.results()["merge"]
+    points = {float(mg["t_crossing_merge"]): CROSSING_MERGE, float(mg["t_used"]): MERGED}   # the paper's merge wins a tie
     a, b = (run.load_model(n) for n in MERGE_ENDPOINTS)
     units = {n: run.load_unit(n, device) for n in MERGE_ENDPOINTS}
     names = {}
-    for t in sorted(set(float(t) for t in ts) | {float(t_star)}):
+    for t in sorted(set(float(t) for t in ts) | set(points)):
         if t in (0.0, 1.0): names[t] = MERGE_ENDPOINTS[int(t)]; continue
-        if abs(t - t_star) < 1e-9: names[t] = MERGED; units[MERGED] = run.load_unit(MERGED, device); continue
+        if t in points: names[t] = points[t]; units[points[t]] = run.load_unit(points[t], device); continue
         mdir = run.stage_dir("robustness") / "merges" / f"t{t:.3f}"
         if not (mdir / "model.safetensors").exists(): save_model(merged_model(a, b, t, cfg.merge.method)[0], mdir)
         _, sdir = study_sae(run, f"slerp-t{t:.3f}", MERGED, mdir, device=device)
@@ -281,7 +285,7 @@ def merge_rows(run: Run, ts, blocks: np.ndarray, null_means: dict[str, float], d
     pers = persistence_into(run, pairs, units, blocks, device)
     rows = []
     for t, n in names.items():
-        row = {"t": t, "model": n, "is_t_star": abs(t - t_star) < 1e-9}
+        row = {"t": t, "model": n, "is_t_star": n == CROSSING_MERGE}
         for p in MERGE_ENDPOINTS:
             s = 1.0 if p == n else pers[(p, n)]
             row[f"from_{p}"], row[f"from_{p}_normalised"] = s, (s / max(null_means[p], 1e-12) if p != n else float("nan"))
@@ -299,8 +303,8 @@ def plot_merge_flow(rows: list[dict], null_means: dict[str, float], title: str):
         pts = [(r["t"], r[f"from_{p}"]) for r in rs if r["model"] != p]
         ax.plot(*zip(*pts), marker="o", color=f"C{k}", label=f"{display_name(p)} features in the merge")
         ax.axhline(null_means[p], color=f"C{k}", lw=1, ls=":", label=f"{display_name(p)} seed null")
-    for r in rs:
-        if r["is_t_star"]: ax.axvline(r["t"], color="0.4", lw=1, ls="--", label=f"t* = {r['t']:.3f} (LuaStories)")
+    for r in (r for r in rs if r["model"] in MERGES):   # both merges: the paper's at the authors' point, its variant at t*
+        ax.axvline(r["t"], color=LINEAGE[r["model"]].colour, lw=1.2, ls="--", label=f"t = {r['t']:.3f} ({display_name(r['model'])})")
     ax.set_xlabel(f"SLERP t (0 = {display_name(MERGE_ENDPOINTS[0])}, 1 = {display_name(MERGE_ENDPOINTS[1])})")
     ax.set_ylabel("share of the parent's alive features with r ≥ τ"); ax.set_ylim(0, 1.02); ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10); fig.tight_layout()
@@ -365,10 +369,12 @@ def evidence_rows(normalised: list[dict], verdicts: dict[str, str], bound: float
     fmt = lambda r: f"{name(r)} {r['normalised']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
     rows = []
     for kind in (FINE_TUNING, MERGING):
-        rs = [r for r in mc if transition_kind(r["child"]) == kind]
+        rs = [r for r in mc if transition_kind(r["child"]) == kind and model_of(r["child"]) not in VARIANTS]
+        beside = [r for r in mc if transition_kind(r["child"]) == kind and model_of(r["child"]) in VARIANTS]
         rows.append({"claim": f"Few features persist through {kind}",
                      "evidence": (f"rule: every {kind} transition's upper bound < {bound}; persistence ÷ seed null (max-corr, "
-                                  "every seed pair, paired bootstrap): " + "; ".join(fmt(r) for r in rs)) if rs else
+                                  "every seed pair, paired bootstrap): " + "; ".join(fmt(r) for r in rs) +
+                                  ("; beside it, not in the verdict: " + "; ".join(fmt(r) for r in beside) if beside else "")) if rs else
                                  "no seed-null SAEs in this profile (sae.null_seeds = 0): not calibrated",
                      "table": "robustness_normalised", "verdict": verdicts.get(kind, INCONCLUSIVE)})
     # the method question, transition by transition: does every method put the transition on the same side of the bound?
@@ -395,12 +401,16 @@ def evidence_rows(normalised: list[dict], verdicts: dict[str, str], bound: float
                          "steps at a few hundred tokens a story (their token counts were never logged, §14)",
                      "table": "robustness_trajectory", "verdict": HOLDS if ends[lo_lr]["normalised"] < bound else FAILS})
     if merges:
-        r = next(r for r in merges if r["is_t_star"])
+        at = {m["model"]: m for m in merges if m["model"] in MERGES}
+        r = at[MERGED]                                                   # the verdict: the paper's merge, at the authors' point
         other = {p: next((m[f"from_{p}"] for m in merges if m["model"] == q), None) for p, q in zip(MERGE_ENDPOINTS, MERGE_ENDPOINTS[::-1])}
+        keeps = lambda m: ", ".join(f"{display_name(p)} {m[f'from_{p}']:.1%}" for p in MERGE_ENDPOINTS)
         rows.append({"claim": "The merge keeps features of both fine-tunes",
-                     "evidence": f"at t* = {r['t']:.3f}: " + ", ".join(
+                     "evidence": f"LuaStories at t = {r['t']:.3f}: " + ", ".join(
                          f"{display_name(p)} {r[f'from_{p}']:.1%} (in the other fine-tune: " + ("–" if o is None else f"{o:.1%}") + ")"
-                         for p, o in other.items()) + "; rule: more of each parent's features than the other fine-tune keeps",
+                         for p, o in other.items()) + "".join(f"; beside it, {display_name(n)} at t = {m['t']:.3f}: {keeps(m)}"
+                                                             for n, m in at.items() if n != MERGED) +
+                                 "; rule: more of each parent's features than the other fine-tune keeps",
                      "table": "robustness_merge",
                      "verdict": INCONCLUSIVE if None in other.values() else HOLDS if all(r[f"from_{p}"] > o for p, o in other.items()) else FAILS})
     if variants:

@@ -32,8 +32,8 @@ from .tokenizer import load_blocks, load_mixture
 
 # %% auto #0
 __all__ = ['STAGE', 'PAPER_LM', 'headline', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps', 'save_train_state',
-           'load_train_state', 'evaluate', 'bigram_baseline', 'train_lm', 'model_key', 'train_model', 'main',
-           'evaluation_table', 'lm_table']
+           'load_train_state', 'evaluate', 'sample_blocks', 'validation_blocks', 'bigram_baseline', 'train_lm',
+           'model_key', 'train_model', 'main', 'evaluation_table', 'lm_table']
 
 # %% ../nbs/03_train.ipynb #69b84ac7
 def headline(results: dict) -> str:
@@ -123,6 +123,18 @@ def evaluate(model: LanguageModel, blocks: np.ndarray, batch_size: int = 64, dev
         correct += (logits[:, :-1].argmax(-1) == tgt).sum().item()
         n += tgt.numel()
     return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1), "tokens": n}
+
+# %% ../nbs/03_train.ipynb #t3v0c002
+def sample_blocks(blocks: np.ndarray, n: int, seed) -> np.ndarray:
+    "A seeded random sample of `n` rows of `blocks`, in stored order (all of them when n is 0 or not smaller than their number)."
+    if not n or n >= len(blocks): return blocks
+    return blocks[np.sort(np.random.default_rng(seed).permutation(len(blocks))[:n])]
+
+# %% ../nbs/03_train.ipynb #t3v0c005
+def validation_blocks(run: Run, domain: str, block_size: int, n: int = 0) -> np.ndarray:
+    "`n` of the domain's validation blocks at random (all when n = 0), seeded by `data.seed` and the domain."
+    blocks = load_blocks(run.root, domain, "validation", block_size)
+    return sample_blocks(blocks, n, [run.config.data.seed, DOMAINS.index(domain)])
 
 # %% ../nbs/03_train.ipynb #c3a0c015
 def bigram_baseline(train_blocks: np.ndarray, eval_blocks: np.ndarray, vocab_size: int, k: float = 0.1) -> dict:
@@ -274,12 +286,12 @@ PAPER_LM = {"base": (3.1027, 0.4190), "tinystories": (2.0442, 0.5196), "lua": (2
 
 # %% ../nbs/03_train.ipynb #c3a0c102
 def evaluation_table(run: Run, models: dict[str, LanguageModel], device=None) -> list[dict]:
-    "Loss and accuracy of every model on every domain (the first `train.eval_blocks` validation blocks), plus the bigram baseline."
-    L, n = run.config.model.context_length, run.config.train.eval_blocks or None
+    "Loss and accuracy of every model on every domain (`validation_blocks`: `train.eval_blocks` at random), plus the bigram baseline."
+    L, n = run.config.model.context_length, run.config.train.eval_blocks
     device = device or default_device()
     rows = []
     for d in DOMAINS:
-        val = load_blocks(run.root, d, "validation", L)[:n]
+        val = validation_blocks(run, d, L, n)
         bg = bigram_baseline(load_blocks(run.root, d, "train", L), val, run.results()["tokenizer"]["vocab_size"])
         rows.append({"model": "bigram", "domain": d, **bg})
         for name, m in models.items():
