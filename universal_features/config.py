@@ -159,6 +159,7 @@ class MatchingConfig:
     top_k: int = 8                   # candidate partners kept per feature (one-to-one assignment, bootstrap, dashboards)
     memory_gb: float = 8.0           # pairs whose float64 statistics fit this budget are accumulated in one pass
     dense_assignment_max: int = 2048  # also solve the dense one-to-one assignment when both SAEs have ≤ this many latents
+    method_a_min_strings: int = 10   # Method A's minimum-support rule: ≥ this many shared token strings (the authors': > 1)
     seed: int = 0
 
 # %% ../nbs/00_config.ipynb #c0a1e024

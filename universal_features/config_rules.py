@@ -135,6 +135,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("matching.sensitivity_taus", lambda v: all(-1 <= t <= 1 for t in v), "must be correlations in [-1, 1]"),
     *[(f"matching.{k}", _pos, "must be > 0") for k in ("n_eval_blocks", "chunk_tokens", "n_bootstrap", "top_k", "memory_gb")],
     ("matching.dense_assignment_max", lambda v: v >= 0, "must be ≥ 0 (0: never)"),
+    ("matching.method_a_min_strings", lambda v: v >= 2, "must be ≥ 2 (Pearson r needs two strings; the authors' rule is 2)"),
     ("data.hub", lambda v: v in ("never", "auto", "require"), "must be never, auto or require"),
     *[(f"data.{d}.validation_fraction", _frac, "must be in (0, 1)") for d in ("english", "python", "lua", "tinystories")],
     *[(f"data.{d}.max_train_mb", lambda v: v >= 0, "must be ≥ 0 (0 = no cap)") for d in ("english", "python", "lua", "tinystories")],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 __all__ = ['DOMAINS', 'CODE_DOMAINS', 'LINEAGE', 'MODELS', 'ROOT', 'TRAINED', 'MERGED', 'MERGE_ENDPOINTS', 'OWN_DOMAINS',
            'LM_MIXTURES', 'SAE_MIXTURES', 'EDGES', 'TRANSITIONS', 'NULL_CONTROL_MODELS', 'NULL_PAIRS', 'DISPLAY',
            'LineageModel', 'generation', 'sae_name', 'model_of', 'sae_runs', 'null_pairs', 'sae_seeds',
-           'seed_transitions', 'display_name']
+           'seed_transitions', 'display_name', 'parent_nulls']
 
 # %% ../nbs/00b_lineage.ipynb #b1a0c005
 DOMAINS = ("english", "python", "lua", "tinystories")
@@ -106,3 +106,9 @@ def display_name(name: str) -> str:
     return LINEAGE[m].display + (f" (seed {seed})" if seed else "")
 
 DISPLAY = {n: display_name(n) for n in [r[0] for r in sae_runs()]}
+
+# %% ../nbs/00b_lineage.ipynb #d87ed53c
+def parent_nulls(parent: str, nulls: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], bool]:
+    "The seed pairs that calibrate transitions from `parent`, and whether they are pooled from other models."
+    own = [pc for pc in nulls if model_of(pc[0]) == model_of(parent)]
+    return (own, False) if own else (list(nulls), True)

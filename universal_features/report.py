@@ -12,16 +12,17 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyBboxPatch
 
 from .files import Table
-from .lineage import EDGES, LINEAGE, MODELS, NULL_PAIRS, OWN_DOMAINS, SAE_MIXTURES, TRANSITIONS, display_name, model_of
+from .lineage import EDGES, LINEAGE, MODELS, NULL_PAIRS, OWN_DOMAINS, ROOT, SAE_MIXTURES, TRANSITIONS, display_name, model_of
 from .matching import _flow_positions
 from .merge import PAPER_SWEEP, crossing_point
 from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, MIXED, few_persist_verdict, transition_kind, transition_verdict
 from .run import Stage, corpora_are_papers
 
 # %% auto #0
-__all__ = ['STAGE', 'RAW_BOUND', 'headline', 'toy_results', 'claim_few_persist', 'claim_generic', 'claim_assignment',
-           'claim_exception', 'claim_crossing', 'claim_verdicts', 'provenance_rows', 'merge_sentence',
-           'robustness_parts', 'models_sentence', 'released_merge_sentence', 'build_report', 'plot_design']
+__all__ = ['STAGE', 'RAW_BOUND', 'METHOD_A_RULES', 'headline', 'toy_results', 'claim_few_persist', 'claim_generic',
+           'claim_assignment', 'claim_exception', 'claim_crossing', 'claim_verdicts', 'method_a_effect',
+           'provenance_rows', 'merge_sentence', 'robustness_parts', 'models_sentence', 'released_merge_sentence',
+           'build_report', 'plot_design']
 
 # %% ../nbs/11_report.ipynb #c539b6e4
 def headline(results: dict) -> str:
@@ -182,6 +183,48 @@ def claim_verdicts(results: dict) -> list[dict]:
     rows += [claim_generic(cs), claim_assignment(cs), claim_exception(cs), claim_crossing(results["merge"])]
     return [{"raw reading": "–", "sensitivity": "–", **r} for r in rows]
 
+# %% ../nbs/11_report.ipynb #3fcc923b
+METHOD_A_RULES = (("method_a", "authors' rule (> 1 shared string)"), ("method_a_min", "minimum-support rule"))
+
+def _few_under(rb: dict, mt: dict, kind: str, rule: str, authors: bool) -> str | None:
+    "The few-persist verdict of one kind under one Method A rule, on our shared set or the authors' datasets (None: no rows)."
+    rows = ([r for r in mt.get("method_a", []) if r["rule"] == rule and r["parent_data"] != "shared"] if authors
+            else [r for r in rb["normalised"] if r["method"] == rule])
+    rows = [r for r in rows if transition_kind(r["child"]) == kind]
+    return _judge(rows, *(("ratio_low", "ratio_high") if authors else ("low", "high")), rb["bound"], kind) if rows else None
+
+def method_a_effect(results: dict, scores: dict) -> list[dict]:
+    """Per claim (in `claim_verdicts` order): its verdict under Method A and whether that changes ours; `scores` is the
+    matching stage's `method_scores.npz` (each method's best partner score per parent feature)."""
+    mt, cs, rb = results["matching"], results["case_studies"], results["robustness"]
+    tau, claims, out = mt["threshold"], claim_verdicts(results), []
+    hit = lambda p, c, rule, f: f"{p}->{c}:{rule}" in scores and float(scores[f"{p}->{c}:{rule}"][f]) >= tau
+    a, e = cs["assignment"], cs["exception"]
+    lua = next(c for p, c in EDGES if p == ROOT and "lua" in OWN_DOMAINS.get(c, ()))
+    for i, claim in enumerate(claims):
+        by = {}
+        for rule, label in METHOD_A_RULES:
+            if i < 2:
+                kind = (FINE_TUNING, MERGING)[i]
+                by |= {f"{label}, our set": _few_under(rb, mt, kind, rule, False),
+                       f"{label}, the authors' datasets": _few_under(rb, mt, kind, rule, True)}
+            elif claim["claim"] == claim_assignment(cs)["claim"]:
+                cands = a.get("candidates") or [{"feature": a["feature"][ROOT]}]
+                by[label] = HOLDS if any(all(hit(ROOT, m, rule, c["feature"]) for m in a["feature"] if m != ROOT) for c in cands) else FAILS
+            elif claim["claim"] == claim_exception(cs)["claim"]:
+                ok = [c for c in e.get("candidates", [e]) if c["f1"] >= 0.3]
+                by[label] = INCONCLUSIVE if not ok else FAILS if any(hit(ROOT, lua, rule, c["feature"]) for c in ok) else HOLDS
+        by = {k: v for k, v in by.items() if v is not None}
+        if not by:
+            why = ("no feature matching enters this claim" if claim["claim"] == claim_crossing(results["merge"])["claim"]
+                   else "judged on max-corr partners only (case-studies stage); not judged under Method A")
+            out.append({"claim": claim["claim"], "verdict": claim["verdict"], "under Method A": "–", "changes the verdict?": why})
+            continue
+        changed = [k for k, v in by.items() if v != claim["verdict"]]
+        out.append({"claim": claim["claim"], "verdict": claim["verdict"], "under Method A": "; ".join(f"{k}: {v}" for k, v in by.items()),
+                    "changes the verdict?": ("yes, " + "; ".join(changed)) if changed else "no: every rule gives the same verdict"})
+    return out
+
 # %% ../nbs/11_report.ipynb #8d02a956
 def _md(rows: list[dict], cols: list[str]) -> str: return Table(rows, cols, align="l" * len(cols)).markdown().rstrip()
 
@@ -252,8 +295,8 @@ def released_merge_sentence(rm: dict) -> str:
 
 # %% ../nbs/11_report.ipynb #ac0c0036
 def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds: dict[str, float],
-                 figures_rel: str = "../figures") -> str:
-    "The whole REPRODUCTION.md text."
+                 figures_rel: str = "../figures", method_a: list[dict] | None = None) -> str:
+    "The whole REPRODUCTION.md text; `method_a`: `method_a_effect` rows, where the run has Method A."
     claims = claim_verdicts(results)
     mg, cs, ai, mt = results["merge"], results["case_studies"], results["autointerp"], results["matching"]
     tok = results["tokenizer"]["tokens"]
@@ -278,6 +321,12 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
         "computed, not chosen). *Raw reading*: the paper's (shares of the own SAEs); *verdict*: ours (calibrated against "
         "the seed null, intervals from the paired bootstrap over every seed pair); *sensitivity*: robust if the verdict "
         "is the same at every τ of `matching.sensitivity_taus` and with every matching method, else what flips it.",
+        *(["### Would the paper's matching method change a verdict?",
+           "Each claim judged again with the authors' Method A (mean activation when active per token string, Pearson r "
+           "over the strings both features fired on) in place of max-corr: its literal rule (> 1 shared string) and our "
+           "minimum-support rule, on our shared set and on the authors' per-transition datasets (table below, under "
+           "*Does the matching method matter?*).", _md(method_a, ["claim", "verdict", "under Method A", "changes the verdict?"])]
+          if method_a else []),
         "## Data: the paper's corpora and ours",
         _md(provenance_rows(manifest, cfg), ["domain", "paper's corpus", "ours", "role", "train / validation docs"]),
         _md(tok_rows, ["domain", "train tokens", "validation tokens"]),
@@ -298,6 +347,9 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
            "persisting set; where the dictionaries are small enough, the exact dense one-to-one assignment beside the "
            "sparse one (`nbs/06_matching.ipynb`).", _read(tables / "matching_method_agreement.md")]
           if (tables / "matching_method_agreement.md").exists() else []),
+        *(["Method A, the authors' matching by token strings (`nbs/05e_method_a.ipynb`), per transition on our shared set "
+           "and on the datasets each of the authors' configurations read, each with its own seed null:",
+           _read(tables / "method_a.md")] if (tables / "method_a.md").exists() else []),
         "### Are persisting features generic?", _read(tables / "generic_features.md"),
         *robustness_parts(results["robustness"], tables, fig),
         "## Case studies (Figures 3 and 4)",

@@ -20,7 +20,7 @@ import torch
 from .autoencoder import load_sae
 from .config import SAEConfig
 from .files import compute_once, sha256_file
-from .lineage import LINEAGE, MERGE_ENDPOINTS, MERGED, MODELS, display_name, model_of, sae_runs
+from .lineage import LINEAGE, MERGE_ENDPOINTS, MERGED, MODELS, display_name, model_of, parent_nulls, sae_runs
 from .matching import match_pairs
 from .merge import merged_model
 from .model import LanguageModel, load_model, save_model
@@ -31,7 +31,7 @@ from .train import evaluate, model_key, total_steps, train_lm
 
 # %% auto #0
 __all__ = ['HOLDS', 'FAILS', 'INCONCLUSIVE', 'METHODS', 'STAGE', 'MIXED', 'FINE_TUNING', 'MERGING', 'SEED_INDEX', 'headline',
-           'share', 'parent_nulls', 'normalised_rows', 'transition_kind', 'transition_verdict', 'few_persist_verdict',
+           'share', 'normalised_rows', 'transition_kind', 'transition_verdict', 'few_persist_verdict',
            'normalised_sweep', 'plot_normalised', 'snapshot_steps', 'weight_angle', 'train_snapshots',
            'persistence_into', 'study_sae', 'unit', 'trajectory_rows', 'strength_answer', 'plot_trajectory',
            'merge_rows', 'plot_merge_flow', 'variant_config', 'variant_rows', 'reference_variant_row', 'recommend',
@@ -39,7 +39,7 @@ __all__ = ['HOLDS', 'FAILS', 'INCONCLUSIVE', 'METHODS', 'STAGE', 'MIXED', 'FINE_
 
 # %% ../nbs/10_robustness.ipynb #r10a0004
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"   # the report's verdict words
-METHODS = ("max_corr", "token_profile", "hungarian", "decoder_cosine")
+METHODS = ("max_corr", "token_profile", "hungarian", "decoder_cosine", "method_a", "method_a_min")   # method_a: the authors' (05e)
 
 def headline(results: dict) -> str:
     "The stage's one line: max-correlation persistence ÷ seed null per transition, and the verdict."
@@ -55,12 +55,6 @@ STAGE = Stage("robustness", reads=("robustness",), needs=("matching",), summary=
 def share(score: np.ndarray, alive: np.ndarray, tau: float) -> float:
     "Share of alive features whose best partner score is ≥ τ."
     return float(((score >= tau) & alive).sum() / max(alive.sum(), 1))
-
-# %% ../nbs/10_robustness.ipynb #r10a0014
-def parent_nulls(parent: str, nulls: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], bool]:
-    "The seed pairs that calibrate transitions from `parent`, and whether they are pooled from other models."
-    own = [pc for pc in nulls if model_of(pc[0]) == model_of(parent)]
-    return (own, False) if own else (list(nulls), True)
 
 # %% ../nbs/10_robustness.ipynb #r10a0019
 def normalised_rows(scores: dict, calibrated: list[dict], edges: list[tuple[str, str]], nulls: list[tuple[str, str]], tau: float) -> list[dict]:
@@ -126,7 +120,7 @@ def plot_normalised(rows: list[dict], sweep: list[dict], bound: float, title: st
     colors = dict(zip(METHODS, sns.color_palette("colorblind", len(METHODS))))
     for j, method in enumerate(METHODS):
         rs = [next(r for r in rows if (r["parent"], r["child"]) == e and r["method"] == method) for e in edges]
-        x = np.arange(len(edges)) + (j - 1.5) * 0.18
+        x = np.arange(len(edges)) + (j - (len(METHODS) - 1) / 2) * 0.8 / len(METHODS)
         y = np.array([r["normalised"] for r in rs])
         err = np.array([[r["normalised"] - r["low"] for r in rs], [r["high"] - r["normalised"] for r in rs]]).clip(0)
         ax.errorbar(x, y, yerr=err, fmt="o", color=colors[method], capsize=3, label=f"{method} ({rs[0]['interval']})")
