@@ -18,6 +18,7 @@ from .activations import encode_chunk
 from .correlation import Matches
 from .files import Table
 from .lineage import LINEAGE, OWN_DOMAINS, ROOT, display_name, model_of, parent_nulls
+from .run import check_memory
 
 # %% auto #0
 __all__ = ['RULES', 'SHARED', 'authors_strings', 'StringStats', 'string_stats', 'masked_means', 'masked_pearson',
@@ -110,9 +111,11 @@ def method_a_matches(a: tuple[sp.csr_matrix, sp.csr_matrix], b: tuple[sp.csr_mat
                      device="cpu", rows: int = 2048) -> dict[str, Matches]:
     "Each rule's best partner and r for every parent and child feature; a = (sums, counts) [strings, d] of the parent, b of the child."
     both = np.flatnonzero(np.asarray(a[1].sum(1)).ravel() * np.asarray(b[1].sum(1)).ravel() > 0)   # strings both saw
+    p, q = a[0].shape[1], b[0].shape[1]
+    check_memory(4 * 2 * (p + q) * len(both) + 4 * 8 * min(rows, p) * q, device,
+                 f"Method A on {len(both):,} token strings × {p:,} and {q:,} latents")
     xa, ma = masked_means(*a, both, device)
     xb, mb = masked_means(*b, both, device)
-    p, q = len(xa), len(xb)
     best = {k: (torch.full((p,), -torch.inf, device=device), torch.full((p,), -1, dtype=torch.long, device=device),
                 torch.full((q,), -torch.inf, device=device), torch.full((q,), -1, dtype=torch.long, device=device)) for k in RULES}
     for lo in range(0, p, rows):
