@@ -11,6 +11,7 @@ import json
 import platform
 import random
 import unicodedata
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from .config import Config, DomainConfig, FilterConfig
 from .files import atomic_path, atomic_write_text, sha256_file
 from .lineage import CODE_DOMAINS, DOMAINS
 from .run import Run, Stage
-from .hub import read_datadir_or_hub, read_hub, use_hub
+from .hub import HUB_READ_MARGIN, read_datadir_or_hub, read_hub, split_caps, use_hub
 from .sources import (DataError, Doc, SourceInfo, cache_dir, data_dir, parse_source, read_deb_lua, read_fortunes,
                                          read_stdlib, read_wheel, read_wordnet)
 
@@ -226,7 +227,8 @@ class DomainCorpus:
 def build_domain(domain: str, cfg: Config) -> DomainCorpus:
     "Read, clean, split and cap one domain."
     dc: DomainConfig = getattr(cfg.data, domain)
-    if use_hub(dc, cfg):
+    hub = use_hub(dc, cfg)
+    if hub:
         read = [read_hub(dc, cfg)]
     else:
         if not dc.sources: raise DataError(f"data.{domain}.sources is empty and the Hub is not used (data.hub={cfg.data.hub})")
@@ -237,8 +239,12 @@ def build_domain(domain: str, cfg: Config) -> DomainCorpus:
     code = domain in CODE_DOMAINS and cfg.data.hub != "require"
     kept, why = clean_code(docs, cfg.data.filters) if code else clean_prose(docs, dc.max_doc_chars)
     train, val = split_by_group(kept, dc.validation_fraction, cfg.data.seed)
-    val_mb = dc.max_train_mb * dc.validation_fraction / max(1 - dc.validation_fraction, 1e-9)
-    train, val = cap_docs(train, dc.max_train_mb, cfg.data.seed), cap_docs(val, val_mb, cfg.data.seed + 1)
+    train_mb, val_mb = split_caps(dc)
+    train, val = cap_docs(train, train_mb, cfg.data.seed), cap_docs(val, val_mb, cfg.data.seed + 1)
+    if hub and train_mb and sum(map(_nbytes, train)) < 0.95e6 * train_mb:
+        warnings.warn(f"domain {domain}: {sum(map(_nbytes, train)) / 1e6:.2f} MB of training text from {dc.hub_id}, under its cap "
+                      f"of {train_mb:g} MB: its split holds less, or the filters dropped more than the {HUB_READ_MARGIN:g}x "
+                      "the cap that was read (hub.HUB_READ_MARGIN)")
     if not train or not val:
         raise DataError(f"domain {domain}: {len(train)} train and {len(val)} validation documents after filtering; "
                         f"add sources to data.{domain}.sources or raise data.{domain}.max_train_mb")
