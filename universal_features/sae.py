@@ -29,8 +29,8 @@ from .tokenizer import load_mixture
 
 # %% auto #0
 __all__ = ['STAGE', 'SAE_STAGE_PLAN', 'TRAINING_FIELDS', 'METRIC_COLUMNS', 'headline', 'harvest', 'ActivationBuffer',
-           'sae_schedule', 'train_dtype', 'fast_matmul', 'sae_memory_bytes', 'train_sae', 'sae_metrics', 'sae_identity',
-           'train_run_sae', 'sae_table', 'plot_densities']
+           'sae_schedule', 'train_dtype', 'fast_matmul', 'sae_memory_bytes', 'train_sae', 'toy_batches',
+           'planted_dead_run', 'sae_metrics', 'sae_identity', 'train_run_sae', 'sae_table', 'plot_densities']
 
 # %% ../nbs/05_sae.ipynb #6e538ed0
 def headline(results: dict) -> str:
@@ -167,6 +167,30 @@ def train_sae(sae: SparseAutoencoder, next_batch, sc: SAEConfig, n_tokens: int, 
     bar.close()
     if log_path is not None: atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in logs))
     return {"steps": total, "tokens": total * sc.batch_size_tokens, "resampled": resampled, "final": logs[-1] if logs else {}}
+
+# %% ../nbs/05_sae.ipynb #8d03e146
+def toy_batches(seed: int, d: int = 16, n_true: int = 32, batch: int = 512):
+    "`next_batch()` of toy activations with a known answer: sparse non-negative mixes of `n_true` unit directions in `d` dimensions."
+    g = torch.Generator().manual_seed(seed)
+    dirs = torch.nn.functional.normalize(torch.randn(n_true, d, generator=g), dim=-1)
+    def next_batch():
+        mask = torch.rand(batch, n_true, generator=g) < 0.06
+        return (mask * torch.rand(batch, n_true, generator=g) * 3) @ dirs
+    return next_batch
+
+# %% ../nbs/05_sae.ipynb #a89e9995
+def planted_dead_run(remedy: str, architecture: str = "relu", seed: int = 0, bias: float = -100.0, lr: float = 3e-3,
+                     steps: int = 200, k: int = 4) -> tuple[float, float]:
+    "(dead fraction, explained variance) of a 64-latent SAE trained on `toy_batches` with 16 latents planted dead (encoder bias `bias`)."
+    sc = SAEConfig(expansion_factor=4, batch_size_tokens=512, lr=lr, l1_coefficient=1e-2, l1_warmup_steps=50, lr_warmup_steps=10,
+                   dead_remedy=remedy, architecture=architecture, k=k, resample_fractions=(0.3, 0.5), dead_window_tokens=20_000)
+    nb = toy_batches(seed)
+    sae = SparseAutoencoder(16, 64, architecture, k=k)
+    sae.initialise(nb(), torch.Generator().manual_seed(seed))
+    with torch.no_grad(): sae.b_enc[:16] = bias
+    train_sae(sae, nb, sc, steps * 512, sc.l1_coefficient, seed, desc=f"toy {remedy}")
+    xs = torch.cat([nb() for _ in range(8)])
+    return float(((sae.encode(xs) > 0).sum(0) == 0).float().mean()), autoencoder.explained_variance(xs, sae(xs)[0])
 
 # %% ../nbs/05_sae.ipynb #0c41cca3
 @torch.no_grad()
