@@ -72,3 +72,19 @@ def test_outputs_kept_in_the_notebooks_stay_small():
     nbs = Path(__file__).resolve().parents[1] / "nbs"
     size = sum(len(_json.dumps(o)) for p in nbs.glob("*.ipynb") for c in _json.loads(p.read_text())["cells"] for o in c.get("outputs", []))
     assert size < 600 * 1024, f"{size / 1024:.0f} KB of outputs in nbs/"
+
+
+
+def test_entry_points_are_console_scripts_and_no_module_has_a_main_guard():
+    "uf-reproduce and uf-train are [project.scripts]; nothing runs a module as `python -m` (no module has a __main__ guard)."
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"uf-reproduce": "universal_features.reproduce:main", "uf-train": "universal_features.train:main"}
+    for target in scripts.values():
+        module, func = target.split(":")
+        assert callable(getattr(importlib.import_module(module), func))
+    guarded = [p.name for p in (REPO / "universal_features").glob("*.py") if "__name__ ==" in p.read_text()]
+    assert not guarded, f"{guarded}: entry points are console scripts, not `python -m` modules"
+    texts = [*REPO.glob("scripts/*"), *REPO.glob("tests/*.py"), *REPO.glob("benchmarks/*.py"), REPO / "Makefile", REPO / "README.md"]
+    calls = ("-m universal_features.", '"-m", "universal_features.')
+    callers = [p.name for p in texts if p.is_file() and p != Path(__file__) and any(c in p.read_text() for c in calls)]
+    assert not callers, f"{callers} run a package module with python -m: use uf-reproduce / uf-train"

@@ -228,7 +228,7 @@ def robustness_parts(rb: dict, tables: Path, fig) -> list[str]:
                                               "`--set robustness.sae_variants=topk,width:4,tokens:0.5` adds them."])
     else:
         parts.append("The robustness study (fine-tune checkpoints, the paper's lr, SLERP t, SAE settings) was not run in this "
-                     "profile: `python -m universal_features.reproduce --profile cpu-study --run-dir runs/cpu` adds it.")
+                     "profile: `uf-reproduce --profile cpu-study --run-dir runs/cpu` adds it.")
     return parts + ["### Evidence per claim", _read(tables / "robustness_evidence.md")]
 
 # %% ../nbs/11_report.ipynb #r1e0c001

@@ -40,7 +40,7 @@ class Stage:
     env: tuple[str, ...] = ()   # environment variables that change its results (only a digest enters the key)
     inputs: Callable[[Config], str | None] | None = None  # fingerprint of what it reads from outside the run directory
     summary: Callable[[dict], str] | None = None           # its headline in one line, from its results
-    preload: tuple[str, ...] = ()   # modules its kernel imports before its turn, besides its own (reproduce.WarmKernel)
+    preload: tuple[str, ...] = ()   # modules its kernel imports before its turn, besides its own (kernels.WarmKernel)
 
 # %% ../nbs/00c_run.ipynb #c1a0c051
 OPTIMIZER_PRELOAD = ("torch._dynamo",)

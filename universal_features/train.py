@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -254,7 +253,8 @@ def train_model(run: Run, name: str, device=None, interrupt_after: int | None = 
 
 # %% ../nbs/03_train.ipynb #c1b3b8ed
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m universal_features.train", description="Train one model of a run.")
+    "The command line (the console script `uf-train`): uf-train --run-dir RUN --model base"
+    ap = argparse.ArgumentParser(prog="uf-train", description="Train one model of a run.")
     ap.add_argument("--run-dir", required=True, help="a run directory whose tokenizer stage has finished")
     ap.add_argument("--model", required=True, choices=list(TRAINED))
     ap.add_argument("--out", default="", help="write into this folder instead of <run-dir>/models/<model>")
@@ -265,9 +265,6 @@ def main(argv: list[str] | None = None) -> int:
     train_model(run, a.model, out=Path(a.out).resolve() if a.out else None)
     if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
     return 0
-
-if __name__ == "__main__" and Path(sys.argv[0]).name == "train.py":  # python -m universal_features.train, not a notebook
-    sys.exit(main())
 
 # %% ../nbs/03_train.ipynb #056a2b81
 PAPER_LM = {"base": (3.1027, 0.4190), "tinystories": (2.0442, 0.5196), "lua": (2.4518, 0.4941)}  # HF cards, own domain
