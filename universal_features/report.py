@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyBboxPatch
 
 from .files import Table
-from .lineage import EDGES, LINEAGE, MODELS, NULL_PAIRS, OWN_DOMAINS, SAE_MIXTURES, TRANSITIONS, display_name, model_of
+from .lineage import DOMAIN_DISPLAY, EDGES, LINEAGE, MODELS, NULL_PAIRS, OWN_DOMAINS, SAE_MIXTURES, TRANSITIONS, display_name, model_of
 from .matching import _flow_positions
 from .merge import PAPER_SWEEP, crossing_point
 from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, MIXED, few_persist_verdict, transition_kind, transition_verdict
@@ -325,8 +325,7 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
 # %% ../nbs/11_report.ipynb #e18a0002
 def _domains_text(domains) -> str:
     "Training domains as a figure names them: 'English + Python'."
-    names = {"english": "English", "python": "Python", "lua": "Lua", "tinystories": "TinyStories"}
-    return " + ".join(names.get(d, d.capitalize()) for d in domains)
+    return " + ".join(DOMAIN_DISPLAY.get(d, d.capitalize()) for d in domains)
 
 # %% ../nbs/11_report.ipynb #e18a0004
 def _sae_domains(model: str) -> tuple[str, ...]:

@@ -287,12 +287,12 @@ def plot_merge_flow(rows: list[dict], null_means: dict[str, float], title: str):
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     rs = sorted(rows, key=lambda r: r["t"])
-    for k, p in enumerate(MERGE_ENDPOINTS):
+    for p in MERGE_ENDPOINTS:                                                   # in the lineage's colours, as every figure
         pts = [(r["t"], r[f"from_{p}"]) for r in rs if r["model"] != p]
-        ax.plot(*zip(*pts), marker="o", color=f"C{k}", label=f"{display_name(p)} features in the merge")
-        ax.axhline(null_means[p], color=f"C{k}", lw=1, ls=":", label=f"{display_name(p)} seed null")
+        ax.plot(*zip(*pts), marker="o", color=LINEAGE[p].colour, label=f"{display_name(p)} features in the merge")
+        ax.axhline(null_means[p], color=LINEAGE[p].colour, lw=1, ls=":", label=f"{display_name(p)} seed null")
     for r in rs:
-        if r["is_t_star"]: ax.axvline(r["t"], color="0.4", lw=1, ls="--", label=f"t* = {r['t']:.3f} (LuaStories)")
+        if r["is_t_star"]: ax.axvline(r["t"], color="0.4", lw=1, ls="--", label=f"t* = {r['t']:.3f} ({display_name(MERGED)})")
     ax.set_xlabel(f"SLERP t (0 = {display_name(MERGE_ENDPOINTS[0])}, 1 = {display_name(MERGE_ENDPOINTS[1])})")
     ax.set_ylabel("share of the parent's alive features with r ≥ τ"); ax.set_ylim(0, 1.02); ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10); fig.tight_layout()
