@@ -131,9 +131,10 @@ def test_case_studies_stage_outputs(smoke):
 def _units(smoke):
     from universal_features.config import load_config
     from universal_features.lineage import MODELS
+    from universal_features.loaders import load_unit
     from universal_features.run import Run
     run = Run(smoke, load_config(smoke / "config.json"))
-    return {n: run.load_unit(n) for n in MODELS}
+    return {n: load_unit(run, n) for n in MODELS}
 
 
 def test_dashboard_contents(smoke):

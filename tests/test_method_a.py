@@ -1,4 +1,4 @@
-"""Method A (nbs/05e_method_a.ipynb) against a literal, loop-by-loop rendering of the authors' procedure
+"""Method A (nbs/05f_method_a.ipynb) against a literal, loop-by-loop rendering of the authors' procedure
 (paper_notes §7.2), and on a finished smoke run."""
 import json
 

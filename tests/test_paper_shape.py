@@ -5,13 +5,13 @@ paper's size before anyone spends GPU time on it."""
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from universal_features.activations import ActivationStore, Partners
 from universal_features.profiles import get_config
+from conftest import console_script
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def paper_shape_run(tmp_path_factory, data_dir):
     if os.environ.get("UF_TEST_PAPER_SHAPE_RUN"):       # reuse a finished run directory while iterating on tests
         return tmp_path_factory.getbasetemp().__class__(os.environ["UF_TEST_PAPER_SHAPE_RUN"])
     run_dir = tmp_path_factory.mktemp("paper_shape")
-    r = subprocess.run([sys.executable, "-m", "universal_features.reproduce", "--no-progress", "--profile", "paper-shape",
+    r = subprocess.run([console_script("uf-reproduce"), "--no-progress", "--profile", "paper-shape",
                         "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     return run_dir

@@ -145,13 +145,14 @@ def test_saelens_loads_the_export(saved):
 
 def test_an_sae_is_not_retrained_when_only_the_stage_plan_changes(smoke_run, tmp_path):
     "Fewer seed-null SAEs and another evaluation size re-run the SAE stage, but reuse the four model SAEs: the same keys."
-    import os, shutil, subprocess, sys
+    import os, shutil, subprocess
+    from conftest import console_script
     run_dir = tmp_path / "copy"
     shutil.copytree(smoke_run, run_dir)
     models = ("base", "lua", "tinystories", "luastories")
     done = {m: json.loads((run_dir / "saes" / m / "done.json").read_text()) for m in models}
     weights = {m: (run_dir / "saes" / m / "sae.safetensors").stat().st_mtime_ns for m in models}
-    r = subprocess.run([sys.executable, "-m", "universal_features.reproduce", "--no-progress", "--profile", "smoke", "--run-dir",
+    r = subprocess.run([console_script("uf-reproduce"), "--no-progress", "--profile", "smoke", "--run-dir",
                         str(run_dir), "--only", "sae", "--set", "sae.null_seeds=1", "--set", "sae.eval_blocks=50"],
                        capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -10,6 +10,7 @@ import torch
 from universal_features.config import ModelConfig, TrainConfig
 from universal_features.model import LanguageModel, load_model
 from universal_features.train import batch_indices, bigram_baseline, evaluate, lr_factor, train_lm
+from conftest import console_script
 
 CFG = ModelConfig(d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64, context_length=16)
 VOCAB = 64
@@ -97,10 +98,10 @@ def test_bigram_baseline_matches_brute_force():
 
 
 def _train_cli(smoke_run, out, nproc):
-    cmd = [sys.executable, "-m", "universal_features.train", "--run-dir", str(smoke_run), "--model", "base",
+    cmd = [console_script("uf-train"), "--run-dir", str(smoke_run), "--model", "base",
            "--out", str(out), "--set", "train.max_steps=6", "--set", "train.log_every=1", "--set", "train.batch_size=8"]
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *cmd[1:]]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *cmd]   # the script is Python
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .files import atomic_write_text
+from .lineage import MODELS
 
 # %% auto #0
 __all__ = ['LOCATION_KEYS', 'DomainConfig', 'FilterConfig', 'DataConfig', 'TokenizerConfig', 'ModelConfig', 'TrainConfig',
@@ -225,8 +226,8 @@ class ReleasedConfig:
 
     @property
     def models(self) -> dict[str, str]:
-        "Lineage name → Hub spec of the models set (empty: train here)."
-        return {n: v for n in ("base", "lua", "tinystories", "luastories") if (v := getattr(self, n))}
+        "Lineage name → Hub spec of the models set (empty: train here); a model the authors did not release has no field."
+        return {n: v for n in MODELS if (v := getattr(self, n, ""))}
 
 # %% ../nbs/00_config.ipynb #c0a1e032
 @dataclass

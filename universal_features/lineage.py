@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['DOMAINS', 'CODE_DOMAINS', 'LINEAGE', 'MODELS', 'ROOT', 'TRAINED', 'MERGED', 'MERGE_ENDPOINTS', 'OWN_DOMAINS',
-           'LM_MIXTURES', 'SAE_MIXTURES', 'EDGES', 'TRANSITIONS', 'NULL_CONTROL_MODELS', 'NULL_PAIRS', 'DISPLAY',
-           'LineageModel', 'generation', 'sae_name', 'model_of', 'sae_runs', 'null_pairs', 'sae_seeds',
+__all__ = ['DOMAINS', 'CODE_DOMAINS', 'DOMAIN_DISPLAY', 'LINEAGE', 'MODELS', 'ROOT', 'TRAINED', 'MERGED', 'MERGE_ENDPOINTS',
+           'OWN_DOMAINS', 'LM_MIXTURES', 'SAE_MIXTURES', 'EDGES', 'TRANSITIONS', 'NULL_CONTROL_MODELS', 'NULL_PAIRS',
+           'DISPLAY', 'LineageModel', 'generation', 'sae_name', 'model_of', 'sae_runs', 'null_pairs', 'sae_seeds',
            'seed_transitions', 'display_name', 'parent_nulls']
 
 # %% ../nbs/00b_lineage.ipynb #b1a0c005
 DOMAINS = ("english", "python", "lua", "tinystories")
 CODE_DOMAINS = ("python", "lua")
+DOMAIN_DISPLAY = {"english": "English", "python": "Python", "lua": "Lua", "tinystories": "TinyStories"}
 
 # %% ../nbs/00b_lineage.ipynb #b1a0c007
 @dataclass(frozen=True)
@@ -61,8 +62,8 @@ def _finetune_domains(name: str) -> tuple[str, ...]:
     if m.merge_of: return tuple(d for p in m.parents for d in _finetune_domains(p))
     return () if m.parent is None else _finetune_domains(m.parent) + m.domains
 
-LM_MIXTURES = {n: ("base",) if p is None else LINEAGE[n].domains for n, p in TRAINED.items()}
-SAE_MIXTURES = {n: ("base", *_finetune_domains(n)) for n in MODELS}
+LM_MIXTURES = {n: (ROOT,) if p is None else LINEAGE[n].domains for n, p in TRAINED.items()}
+SAE_MIXTURES = {n: (ROOT, *_finetune_domains(n)) for n in MODELS}
 
 # %% ../nbs/00b_lineage.ipynb #b1a0c016
 EDGES = [(p, n) for n in MODELS for p in LINEAGE[n].parents]                # parent → child: fine-tunes and the merge

@@ -9,6 +9,7 @@ from .config import (AutointerpConfig, CaseStudyConfig, Config, ConfigError, Dat
                                        MatchingConfig, MergeConfig, ModelConfig, ReleasedConfig, ReportConfig, RobustnessConfig, SAEConfig,
                                        TokenizerConfig, TrainConfig)
 from .config_rules import apply_overrides, validate
+from .lineage import CODE_DOMAINS, DOMAINS
 
 # %% auto #0
 __all__ = ['RELEASED_MODELS', 'PROFILES', 'DEFAULT_PROFILE', 'smoke_profile', 'cpu_profile', 'cpu_study_profile', 'gpu_profile',
@@ -42,13 +43,13 @@ def _domains(sizes: dict[str, float], sources: dict[str, list[str]], validation_
     "DomainConfig per domain, with the hub ids of the paper's corpora."
     return {d: DomainConfig(sources=list(sources[d]), hub_id=_HUB[d][0], hub_text_column=_HUB[d][1],
                             max_train_mb=sizes[d], validation_fraction=validation_fraction,
-                            max_doc_chars=0 if d in ("python", "lua") else 20_000)
-            for d in ("english", "python", "lua", "tinystories")}
+                            max_doc_chars=0 if d in CODE_DOMAINS else 20_000)
+            for d in DOMAINS}
 
 # %% ../nbs/00_profiles.ipynb #c0a1e041
 def smoke_profile() -> Config:
     "The whole pipeline in seconds on 2 cores: tiny corpora, tiny model, tiny SAE. Used by the tests."
-    doms = _domains(dict(english=0.3, python=0.3, lua=0.3, tinystories=0.3),
+    doms = _domains(dict.fromkeys(DOMAINS, 0.3),
                     dict(english=_BABYLM_FILES[:3] + _ENGLISH_REGISTRY[:1], python=["stdlib"], lua=_LUA_SMALL,
                          tinystories=_TINYSTORIES), validation_fraction=0.1)
     return Config(
@@ -114,7 +115,7 @@ def gpu_profile() -> Config:
 def paper_shape_profile() -> Config:
     "Exactly the gpu profile's shapes (d 512, 16/8 heads, d_mlp 1024, context 256, vocab 8192, SAE 16384) on tiny budgets: CI's check."
     cfg = gpu_profile()
-    doms = _domains(dict(english=0.5, python=0.5, lua=0.5, tinystories=0.5),
+    doms = _domains(dict.fromkeys(DOMAINS, 0.5),
                     dict(english=_BABYLM_FILES[:3] + _ENGLISH_REGISTRY[:1], python=["stdlib"], lua=_LUA_SMALL,
                          tinystories=_TINYSTORIES), validation_fraction=0.1)
     # 8 validation blocks per domain in the evaluation tables: three d-512 models on every block took half the train stage
@@ -136,8 +137,7 @@ def paper_shape_profile() -> Config:
 # %% ../nbs/00_profiles.ipynb #c0a1e047
 def paper_profile() -> Config:
     "The paper's data (HF Hub) and hyperparameters exactly as in paper_notes §2–§6; needs the Hub."
-    doms = _domains(dict(english=0.0, python=0.0, lua=0.0, tinystories=0.0),
-                    dict(english=[], python=[], lua=[], tinystories=[]), validation_fraction=0.2)
+    doms = _domains(dict.fromkeys(DOMAINS, 0.0), {d: [] for d in DOMAINS}, validation_fraction=0.2)
     for d in doms.values(): d.max_doc_chars = 0
     return Config(
         profile="paper",

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyBboxPatch
 
 from .files import Table
-from .lineage import EDGES, LINEAGE, MODELS, NULL_PAIRS, OWN_DOMAINS, ROOT, SAE_MIXTURES, TRANSITIONS, display_name, model_of
+from .lineage import DOMAIN_DISPLAY, EDGES, LINEAGE, MODELS, NULL_PAIRS, OWN_DOMAINS, ROOT, SAE_MIXTURES, TRANSITIONS, display_name, model_of
 from .matching import _flow_positions
 from .merge import PAPER_SWEEP, crossing_point
 from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, MIXED, few_persist_verdict, transition_kind, transition_verdict
@@ -271,7 +271,7 @@ def robustness_parts(rb: dict, tables: Path, fig) -> list[str]:
                                               "`--set robustness.sae_variants=topk,width:4,tokens:0.5` adds them."])
     else:
         parts.append("The robustness study (fine-tune checkpoints, the paper's lr, SLERP t, SAE settings) was not run in this "
-                     "profile: `python -m universal_features.reproduce --profile cpu-study --run-dir runs/cpu` adds it.")
+                     "profile: `uf-reproduce --profile cpu-study --run-dir runs/cpu` adds it.")
     return parts + ["### Evidence per claim", _read(tables / "robustness_evidence.md")]
 
 # %% ../nbs/11_report.ipynb #r1e0c001
@@ -347,7 +347,7 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
            "persisting set; where the dictionaries are small enough, the exact dense one-to-one assignment beside the "
            "sparse one (`nbs/06_matching.ipynb`).", _read(tables / "matching_method_agreement.md")]
           if (tables / "matching_method_agreement.md").exists() else []),
-        *(["Method A, the authors' matching by token strings (`nbs/05e_method_a.ipynb`), per transition on our shared set "
+        *(["Method A, the authors' matching by token strings (`nbs/05f_method_a.ipynb`), per transition on our shared set "
            "and on the datasets each of the authors' configurations read, each with its own seed null:",
            _read(tables / "method_a.md")] if (tables / "method_a.md").exists() else []),
         "### Are persisting features generic?", _read(tables / "generic_features.md"),
@@ -377,8 +377,7 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
 # %% ../nbs/11_report.ipynb #e18a0002
 def _domains_text(domains) -> str:
     "Training domains as a figure names them: 'English + Python'."
-    names = {"english": "English", "python": "Python", "lua": "Lua", "tinystories": "TinyStories"}
-    return " + ".join(names.get(d, d.capitalize()) for d in domains)
+    return " + ".join(DOMAIN_DISPLAY.get(d, d.capitalize()) for d in domains)
 
 # %% ../nbs/11_report.ipynb #e18a0004
 def _sae_domains(model: str) -> tuple[str, ...]:

@@ -19,13 +19,13 @@ import torch
 from tqdm import tqdm
 
 import universal_features.autoencoder as autoencoder
-from .autoencoder import SparseAutoencoder, load_sae, relu_loss_backward, resample_dead, sae_loss, save_sae
+from .autoencoder import SparseAutoencoder, relu_loss_backward, resample_dead, sae_loss, save_sae
 from .config import SAEConfig
 from .files import Table, atomic_write_text, code_fingerprint, compute_once, sha256_file
 from .lineage import LINEAGE
-from .model import LanguageModel, load_model, next_token_loss
+from .loaders import load_run_mixture, load_run_model, load_run_sae
+from .model import LanguageModel, next_token_loss
 from .run import OPTIMIZER_PRELOAD, Run, Stage, check_memory
-from .tokenizer import load_mixture
 
 # %% auto #0
 __all__ = ['STAGE', 'SAE_STAGE_PLAN', 'TRAINING_FIELDS', 'METRIC_COLUMNS', 'headline', 'harvest', 'ActivationBuffer',
@@ -253,8 +253,8 @@ def train_run_sae(run: Run, name: str, model_name: str, index: int, device="cpu"
     if rec.get("eval_blocks") == sc.eval_blocks: return rec["metrics"]
     # the same SAE, evaluated on another number of held-out contexts: from its checkpoint, once per setting
     return compute_once(folder / "eval", hashlib.sha256(json.dumps([key, sc.eval_blocks]).encode()).hexdigest(),
-                        lambda: _evaluate_run_sae(run, model_name, load_sae(folder, expect_d_in=run.config.model.d_mlp).to(device),
-                                                  load_model(model_dir, expect_config=run.config.model).to(device).eval(), sc,
+                        lambda: _evaluate_run_sae(run, model_name, load_run_sae(run, folder, device),
+                                                  load_run_model(run, model_dir, device), sc,
                                                   {k: v for k, v in rec["metrics"].items() if k in TRAINING_FIELDS}, device))
 
 TRAINING_FIELDS = ("name", "model", "seed", "d_sae", "l1_coefficient", "train_tokens", "resampled", "buffer_epochs")
@@ -262,7 +262,7 @@ TRAINING_FIELDS = ("name", "model", "seed", "d_sae", "l1_coefficient", "train_to
 def _evaluate_run_sae(run: Run, model_name: str, sae: SparseAutoencoder, model: LanguageModel, sc: SAEConfig, trained: dict,
                       device) -> dict:
     "`sae_metrics` on the first `sae.eval_blocks` held-out contexts of the model's SAE data, with what training recorded."
-    val = load_mixture(run.root, "sae", model_name, "validation", seed=0)[: sc.eval_blocks]
+    val = load_run_mixture(run, "sae", model_name, "validation", seed=0)[: sc.eval_blocks]
     return {**sae_metrics(sae, model, val, sc.hook_name, device=device), **trained}
 
 def _train_run_sae(run: Run, name: str, model_name: str, index: int, device, sc: SAEConfig, model_dir: Path, folder: Path) -> dict:
@@ -274,8 +274,8 @@ def _train_run_sae(run: Run, name: str, model_name: str, index: int, device, sc:
     seed = sc.seed * 1000 + index
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = load_model(model_dir, expect_config=cfg.model).to(device).eval()
-    blocks = load_mixture(run.root, "sae", model_name, "train", seed=seed)
+    model = load_run_model(run, model_dir, device)
+    blocks = load_run_mixture(run, "sae", model_name, "train", seed=seed)
     d_in = cfg.model.d_mlp
     sae = SparseAutoencoder(d_in, d_sae, sc.architecture, sc.k)
     init_blocks = blocks[np.random.default_rng(seed).permutation(len(blocks))[: max(1, 8192 // sc.block_size)]]

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .data import manifest_markdown, read_corpus
 from .files import atomic_path, atomic_write_text
-from .lineage import DOMAINS, LM_MIXTURES, SAE_MIXTURES
+from .lineage import DOMAINS, LM_MIXTURES, OWN_DOMAINS, ROOT, SAE_MIXTURES
 from .hub import HubError, hub_snapshot
 from .run import Run, Stage
 from .sources import cache_dir
@@ -137,12 +137,12 @@ def token_strings(tok, ids) -> list[str]:
 
 # %% ../nbs/01c_tokenizer.ipynb #512c204e
 def mixture_plan(counts: dict[str, int], parts: tuple[str, ...]) -> dict[str, int]:
-    "Blocks per domain for a mixture; the part 'base' means English and Python matched by tokens."
+    "Blocks per domain for a mixture; the part `ROOT` ('base') means the base model's domains (English, Python) matched by tokens."
     plan: dict[str, int] = {}
     for part in parts:
-        if part == "base":
-            n = min(counts["english"], counts["python"])
-            plan.update(english=n, python=n)
+        if part == ROOT:
+            n = min(counts[d] for d in OWN_DOMAINS[ROOT])
+            plan.update(dict.fromkeys(OWN_DOMAINS[ROOT], n))
         else: plan[part] = counts[part]
     return plan
 

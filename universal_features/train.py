@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,9 +25,9 @@ from .config import Config, TrainConfig, config_hash, load_config
 from .config_rules import apply_overrides
 from .files import Table, atomic_path, atomic_write_text, code_fingerprint, compute_once
 from .lineage import DOMAINS, OWN_DOMAINS, TRAINED
+from .loaders import load_run_blocks, load_run_mixture
 from .model import LanguageModel, load_model, next_token_loss, save_model
 from .run import OPTIMIZER_PRELOAD, Run, Stage, default_device
-from .tokenizer import load_blocks, load_mixture
 
 # %% auto #0
 __all__ = ['STAGE', 'PAPER_LM', 'headline', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps', 'save_train_state',
@@ -240,8 +239,8 @@ def train_model(run: Run, name: str, device=None, interrupt_after: int | None = 
             model = load_model(run.model_dir(parent), expect_vocab=vocab, expect_tokenizer_sha256=tok_sha,
                                expect_config=cfg.model)
             tc = cfg.finetune
-        blocks = load_mixture(run.root, "lm", name, "train", seed=cfg.data.seed)
-        val = load_mixture(run.root, "lm", name, "validation", seed=cfg.data.seed)
+        blocks = load_run_mixture(run, "lm", name, "train", seed=cfg.data.seed)
+        val = load_run_mixture(run, "lm", name, "validation", seed=cfg.data.seed)
         summary = train_lm(model, blocks, tc, out, key, val_blocks=val, device=device, desc=name, interrupt_after=interrupt_after)
         if not summary["completed"]: interrupted.update(summary); raise _Interrupted
         if int(os.environ.get("RANK", "0")) == 0:
@@ -254,7 +253,8 @@ def train_model(run: Run, name: str, device=None, interrupt_after: int | None = 
 
 # %% ../nbs/03_train.ipynb #c1b3b8ed
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m universal_features.train", description="Train one model of a run.")
+    "The command line (the console script `uf-train`): uf-train --run-dir RUN --model base"
+    ap = argparse.ArgumentParser(prog="uf-train", description="Train one model of a run.")
     ap.add_argument("--run-dir", required=True, help="a run directory whose tokenizer stage has finished")
     ap.add_argument("--model", required=True, choices=list(TRAINED))
     ap.add_argument("--out", default="", help="write into this folder instead of <run-dir>/models/<model>")
@@ -266,21 +266,18 @@ def main(argv: list[str] | None = None) -> int:
     if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
     return 0
 
-if __name__ == "__main__" and Path(sys.argv[0]).name == "train.py":  # python -m universal_features.train, not a notebook
-    sys.exit(main())
-
 # %% ../nbs/03_train.ipynb #056a2b81
 PAPER_LM = {"base": (3.1027, 0.4190), "tinystories": (2.0442, 0.5196), "lua": (2.4518, 0.4941)}  # HF cards, own domain
 
 # %% ../nbs/03_train.ipynb #c3a0c102
 def evaluation_table(run: Run, models: dict[str, LanguageModel], device=None) -> list[dict]:
     "Loss and accuracy of every model on every domain (the first `train.eval_blocks` validation blocks), plus the bigram baseline."
-    L, n = run.config.model.context_length, run.config.train.eval_blocks or None
+    n = run.config.train.eval_blocks or None
     device = device or default_device()
     rows = []
     for d in DOMAINS:
-        val = load_blocks(run.root, d, "validation", L)[:n]
-        bg = bigram_baseline(load_blocks(run.root, d, "train", L), val, run.results()["tokenizer"]["vocab_size"])
+        val = load_run_blocks(run, d, "validation", "lm")[:n]
+        bg = bigram_baseline(load_run_blocks(run, d, "train", "lm"), val, run.results()["tokenizer"]["vocab_size"])
         rows.append({"model": "bigram", "domain": d, **bg})
         for name, m in models.items():
             rows.append({"model": name, "domain": d, **evaluate(m.to(device), val, device=device)})
