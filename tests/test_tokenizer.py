@@ -124,6 +124,16 @@ def test_special_literals_are_the_one_known_difference(mistral_model, mistral):
     assert "".join(token_strings(mistral, mistral.encode(code).ids[1:])) == " " + code   # SentencePiece's leading ▁
 
 
+def test_gpu_profile_has_the_papers_parameter_count():
+    from universal_features.model import LanguageModel
+    cfg = get_config("gpu")
+    model = LanguageModel(cfg.model, cfg.tokenizer.vocab_size)
+    assert (cfg.tokenizer.pretrained, cfg.tokenizer.vocab_size) == (MISTRAL_ID, 32000)
+    assert sum(p.numel() for p in model.parameters()) == 35_128_832          # the released checkpoints' count
+    bpe = get_config("gpu", ["tokenizer.pretrained=", "tokenizer.vocab_size=8192"])   # the BPE of our own, by --set
+    assert (bpe.tokenizer.pretrained, bpe.tokenizer.vocab_size) == ("", 8192)
+
+
 def test_the_data_stage_copies_the_model_and_the_tokenizer_stage_reads_it_offline(tmp_path, mistral_model, mistral, monkeypatch):
     monkeypatch.delenv("UF_HUB_MIRROR", raising=False)
     ddir = tmp_path / "datadir"; ddir.mkdir()
