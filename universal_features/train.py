@@ -30,9 +30,9 @@ from .model import LanguageModel, load_model, next_token_loss, save_model
 from .run import OPTIMIZER_PRELOAD, Run, Stage, default_device
 
 # %% auto #0
-__all__ = ['STAGE', 'PAPER_LM', 'headline', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps', 'save_train_state',
-           'load_train_state', 'evaluate', 'bigram_baseline', 'train_lm', 'model_key', 'train_model', 'main',
-           'evaluation_table', 'lm_table']
+__all__ = ['STAGE', 'PAPER_LM', 'PAPER_TOKENIZER', 'headline', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps',
+           'save_train_state', 'load_train_state', 'evaluate', 'bigram_baseline', 'train_lm', 'model_key',
+           'train_model', 'main', 'evaluation_table', 'lm_table']
 
 # %% ../nbs/03_train.ipynb #69b84ac7
 def headline(results: dict) -> str:
@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/03_train.ipynb #056a2b81
 PAPER_LM = {"base": (3.1027, 0.4190), "tinystories": (2.0442, 0.5196), "lua": (2.4518, 0.4941)}  # HF cards, own domain
+PAPER_TOKENIZER = "mistralai/Mistral-7B-v0.1"   # the tokens that the paper's losses count
 
 # %% ../nbs/03_train.ipynb #c3a0c102
 def evaluation_table(run: Run, models: dict[str, LanguageModel], device=None) -> list[dict]:
@@ -284,8 +285,8 @@ def evaluation_table(run: Run, models: dict[str, LanguageModel], device=None) ->
     return rows
 
 # %% ../nbs/03_train.ipynb #c3a0c104
-def lm_table(rows: list[dict], released: bool = False) -> Table:
-    "Loss / accuracy per model (rows) and domain (columns), own domains in bold, the paper's numbers beside."
+def lm_table(rows: list[dict], released: bool = False, tokenizer: str = "") -> Table:
+    "Loss / accuracy per model (rows) and domain (columns), own domains in bold, the paper's numbers beside; `tokenizer`: the run's pretrained one."
     models = list(dict.fromkeys(r["model"] for r in rows))
     cell = {(r["model"], r["domain"]): r for r in rows}
     def show(m, d):
@@ -293,9 +294,12 @@ def lm_table(rows: list[dict], released: bool = False) -> Table:
         return f"**{s}**" if d in OWN_DOMAINS.get(m, ()) else s
     out = [{"model": m, **{d: show(m, d) for d in DOMAINS},
             "paper": f"{PAPER_LM[m][0]:.2f} / {PAPER_LM[m][1]:.3f}" if m in PAPER_LM else "–"} for m in models]
+    units = ("The tokens are the paper's (Mistral-7B-v0.1's tokenizer), so the losses are in its units."
+             if tokenizer.partition("@")[0] == PAPER_TOKENIZER else "Its tokens are Mistral-7B-v0.1's, ours this run's "
+             "own BPE's: the losses are not in the same units (a loss per token depends on the tokenizer).")
     return Table(out, {"model": "model", **{d: d for d in DOMAINS}, "paper": "paper (own domain, their data)"}, align="l" + "r" * (len(DOMAINS) + 1),
                  note="loss (nats/token) / next-token accuracy on each domain's validation blocks. " + (
                       "The models are the authors' released checkpoints; the paper's numbers are on the full validation "
                       "split of its own data, ours on this run's validation blocks." if released else
-                      "The paper's numbers are for its own data (BabyLM + The Stack + TinyStories, Mistral tokenizer, "
-                      "35M-parameter models), not ours."))
+                      "The paper's numbers are for its own data (BabyLM + The Stack + TinyStories) and 35M-parameter "
+                      "models, not ours. " + units))
