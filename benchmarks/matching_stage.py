@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from universal_features.lineage import DOMAINS, MODELS, TRANSITIONS, null_pairs, sae_runs
+from universal_features.loaders import load_run_blocks, load_unit
 from universal_features.matching import evaluation_blocks, match_pairs
 from universal_features.config import load_config
 from universal_features.run import Run, default_device
-from universal_features.tokenizer import load_blocks
 
 
 def main():
@@ -31,9 +31,9 @@ def main():
     if not config.is_file(): raise SystemExit(f"{a.run_dir} has no config.json: give the run directory of a finished matching stage")
     run = Run(a.run_dir.resolve(), load_config(config))
     cfg, mc, device, profile = run.config, run.config.matching, default_device(), run.config.profile
-    units = {n: run.load_unit(n, device) for n, _, _ in sae_runs(cfg.sae.null_seeds)}
+    units = {n: load_unit(run, n, device) for n, _, _ in sae_runs(cfg.sae.null_seeds)}
     per_domain = a.blocks_per_domain or mc.n_eval_blocks
-    blocks, _ = evaluation_blocks({d: load_blocks(run.root, d, "validation", cfg.sae.block_size) for d in DOMAINS}, per_domain, mc.seed)
+    blocks, _ = evaluation_blocks({d: load_run_blocks(run, d, "validation", "sae") for d in DOMAINS}, per_domain, mc.seed)
     pairs, chunk_blocks = TRANSITIONS + null_pairs(cfg.sae.null_seeds), max(1, mc.chunk_tokens // cfg.sae.block_size)
     print(f"{profile} run: {len(pairs)} pairs, {blocks.size:,} tokens ({per_domain} blocks per domain), {device}")
     prof = cProfile.Profile()

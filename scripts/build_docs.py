@@ -262,7 +262,7 @@ def build(run_dir: Path, out: Path, strict: bool = False, keep_staging: bool = F
     profile = profile_of(run_dir)
     if not sorted((run_dir / "notebooks").glob("*.ipynb")):
         raise BuildError(f"{run_dir} has no executed notebooks ({run_dir}/notebooks/*.ipynb): run "
-                         f"`make reproduce PROFILE={profile}` first (or `python -m universal_features.reproduce "
+                         f"`make reproduce PROFILE={profile}` first (or `uf-reproduce "
                          f"--profile {profile}`)")
     (REPO / "build").mkdir(exist_ok=True)
     # everything Sphinx and myst-nb write (sources, doctrees, jupyter_execute/ beside the HTML) stays under build/
@@ -295,7 +295,7 @@ def build(run_dir: Path, out: Path, strict: bool = False, keep_staging: bool = F
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Build the documentation site of one reproduction run (offline).")
     ap.add_argument("--run-dir", type=Path, default=REPO / "runs" / "cpu",
-                    help="a run directory written by `python -m universal_features.reproduce` (default: runs/cpu)")
+                    help="a run directory written by `uf-reproduce` (default: runs/cpu)")
     ap.add_argument("--out", type=Path, default=REPO / "_docs", help="where the HTML site goes (default: _docs)")
     ap.add_argument("--strict", action="store_true", help="fail on every Sphinx warning")
     ap.add_argument("--keep-staging", action="store_true", help="keep the assembled Sphinx source folder under build/")

@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 PROFILE="${PROFILE:-cpu}"
 bash scripts/setup.sh
 export UF_DATA_DIR="${UF_DATA_DIR:-$(cd .. && pwd)/shared/data}"
-.venv/bin/python -m universal_features.reproduce --profile "$PROFILE"
+.venv/bin/uf-reproduce --profile "$PROFILE"
 exec .venv/bin/python scripts/build_docs.py --run-dir "runs/$PROFILE" --out _docs "$@"

@@ -64,10 +64,10 @@ else FREEZE_LABEL=$FREEZE; fi
 
 git -C "$REPO" rev-parse --verify -q HEAD >/dev/null || die "$REPO is not a git checkout with a commit: the bundle holds HEAD"
 COMMIT=$(git -C "$REPO" rev-parse HEAD)
-[ -d "$RUN_DIR" ] || die "no run directory $RUN_DIR: make it here with \`python -m universal_features.reproduce --profile gpu --only data --run-dir runs/gpu\` (needs the internet and UF_DATA_DIR), or pass --run-dir"
+[ -d "$RUN_DIR" ] || die "no run directory $RUN_DIR: make it here with \`uf-reproduce --profile gpu --only data --run-dir runs/gpu\` (needs the internet and UF_DATA_DIR), or pass --run-dir"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 for f in .stages/data.json config.json data; do
-  [ -e "$RUN_DIR/$f" ] || die "$RUN_DIR has no finished data stage (no $f): run \`python -m universal_features.reproduce --profile gpu --only data --run-dir $RUN_DIR\` here first (it needs the internet and UF_DATA_DIR)"
+  [ -e "$RUN_DIR/$f" ] || die "$RUN_DIR has no finished data stage (no $f): run \`uf-reproduce --profile gpu --only data --run-dir $RUN_DIR\` here first (it needs the internet and UF_DATA_DIR)"
 done
 RUN_NAME=$(basename "$RUN_DIR")
 [[ $RUN_NAME =~ ^[A-Za-z0-9_.-]+$ ]] || die "the run directory's name '$RUN_NAME' has characters the node script does not take; rename it"
@@ -128,7 +128,7 @@ if key != have:
     sys.exit(f"gpu_bundle: {orig}'s data stage does not match HEAD: it was made by other code or settings (uncommitted "
              f"changes to the data notebook, --set overrides, another commit): its key is {str(have)[:12]}, the node "
              f"would compute {key[:12]} and run the data stage again, which needs the internet. Commit (or stash) your "
-             f"changes, re-run `python -m universal_features.reproduce --profile {profile} --only data --run-dir {orig}` "
+             f"changes, re-run `uf-reproduce --profile {profile} --only data --run-dir {orig}` "
              "here, then bundle again (--no-stage-check skips this check)")
 print(f"gpu_bundle: data stage key {key[:12]} matches: the node skips the data stage")
 PY

@@ -10,7 +10,7 @@
 #   bash scripts/gpu_check.sh --profile smoke --run-dir DIR --allow-cpu --skip-benchmarks   # the script's own test
 #
 # The data stage needs the internet (PyPI, Debian) and the data directory; a GPU node usually has neither. Prepare
-# the run directory where they are (`python -m universal_features.reproduce --profile gpu --only data`), copy
+# the run directory where they are (`uf-reproduce --profile gpu --only data`), copy
 # runs/gpu over (its corpora are zstd Parquet, about 30 MB), and run this: the finished data stage is skipped, since
 # its cache key does not depend on where the run directory lives. scripts/gpu_bundle.sh packs the repository, that run
 # directory and the wheels a node lacks into one archive for an air-gapped node. With --out, the report, the run's
@@ -31,6 +31,9 @@ while [ $# -gt 0 ]; do
 done
 RUN_DIR=${RUN_DIR:-runs/$PROFILE}
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+# the runner's entry point (the console script uf-reproduce) as a -c program: the node's bundle puts the package on
+# PYTHONPATH (pip --target), where no console script is on PATH
+REPRODUCE='import sys; from universal_features.reproduce import main; sys.exit(main())'
 START=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 REPORT_RESERVE=30     # seconds kept for the report and the archives at the end
@@ -54,7 +57,7 @@ if [ $ALLOW_CPU = 0 ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda
   echo "gpu_check: no CUDA device visible to $PY; this script is for a machine with an NVIDIA GPU" >&2; exit 1
 fi
 if [ ! -f "$RUN_DIR/.stages/data.json" ]; then
-  echo "gpu_check: $RUN_DIR has no finished data stage: run \`python -m universal_features.reproduce --profile $PROFILE --only data\` on a machine with the internet and the data directory, then copy $RUN_DIR here (or use scripts/gpu_bundle.sh)" >&2
+  echo "gpu_check: $RUN_DIR has no finished data stage: run \`uf-reproduce --profile $PROFILE --only data\` on a machine with the internet and the data directory, then copy $RUN_DIR here (or use scripts/gpu_bundle.sh)" >&2
   exit 1
 fi
 
@@ -66,7 +69,7 @@ trap 'kill $SAMPLER 2>/dev/null' EXIT
 # 1. the pipeline, with everything but the report's reserve; what it leaves goes to the tests and benchmarks
 echo "== the $PROFILE profile ($(left) s left; the pipeline gets $(( $(left) - REPORT_RESERVE )) s)"
 P0=$(date +%s)
-timeout $(( $(left) - REPORT_RESERVE )) "$PY" -m universal_features.reproduce --profile "$PROFILE" --run-dir "$RUN_DIR" --no-progress \
+timeout $(( $(left) - REPORT_RESERVE )) "$PY" -c "$REPRODUCE" --profile "$PROFILE" --run-dir "$RUN_DIR" --no-progress \
   2>&1 | grep --line-buffered -v "Kernel is running over TCP" | tee "$LOGS/pipeline.log"
 echo "pipeline exit status ${PIPESTATUS[0]} after $(( $(date +%s) - P0 )) s" | tee -a "$LOGS/pipeline.log"
 

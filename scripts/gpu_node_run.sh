@@ -86,8 +86,8 @@ else
   rm -rf "$SITE"; mv "$SITE.partial" "$SITE"
 fi
 
-KERNEL=$(sed -n 's/^KERNEL_NAME = "\([^"]*\)".*/\1/p' universal_features/reproduce.py)
-[ -n "$KERNEL" ] || die "cannot read KERNEL_NAME from universal_features/reproduce.py"
+KERNEL=$(sed -n 's/^KERNEL_NAME = "\([^"]*\)".*/\1/p' universal_features/kernels.py)
+[ -n "$KERNEL" ] || die "cannot read KERNEL_NAME from universal_features/kernels.py"
 mkdir -p "$JUP/kernels/$KERNEL"
 "$PY" - "$JUP/kernels/$KERNEL/kernel.json" <<'PY'
 import json, sys

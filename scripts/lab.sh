@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export UF_DATA_DIR="${UF_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 # the notebooks run on the `universal-features` kernel (this .venv's python), the one papermill uses
-.venv/bin/python -c "from universal_features.reproduce import ensure_kernel; print('kernel:', ensure_kernel())"
+.venv/bin/python -c "from universal_features.kernels import ensure_kernel; print('kernel:', ensure_kernel())"
 root=(); [ "$(id -u)" != 0 ] || root=(--allow-root)   # containers and CI machines often run as root
 exec .venv/bin/jupyter lab "${root[@]}" --ServerApp.root_dir="${UF_LAB_DIR:-nbs}" --ServerApp.ip=127.0.0.1 --ServerApp.port="${PORT:-8888}" \
   --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate "$@"

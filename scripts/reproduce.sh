@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export UF_DATA_DIR="${UF_DATA_DIR:-$(cd .. && pwd)/shared/data}"
-exec .venv/bin/python -m universal_features.reproduce "$@"
+exec .venv/bin/uf-reproduce "$@"

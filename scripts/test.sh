@@ -21,9 +21,9 @@ fi
 # core, and the workers then share it (the whole suite builds it on one worker while the other runs the paper-shape check).
 if [ ${#tier[@]} -gt 0 ] && [ -z "${UF_TEST_SMOKE_RUN:-}" ]; then
   smoke_tmp=$(mktemp -d); trap 'rm -rf "$smoke_tmp"' EXIT
-  echo "building the smoke run (python -m universal_features.reproduce --profile smoke) ..."
+  echo "building the smoke run (uf-reproduce --profile smoke) ..."
   start=$(date +%s)
-  if .venv/bin/python -m universal_features.reproduce --no-progress --profile smoke --run-dir "$smoke_tmp/smoke" \
+  if .venv/bin/uf-reproduce --no-progress --profile smoke --run-dir "$smoke_tmp/smoke" \
        > "$smoke_tmp/smoke.log" 2>&1; then
     export UF_TEST_SMOKE_RUN="$smoke_tmp/smoke"; echo "smoke run built in $(( $(date +%s) - start )) s"
   else

@@ -8,6 +8,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+def console_script(name: str) -> str:
+    "A console script of the package (`[project.scripts]`: uf-reproduce, uf-train), where the install put it: beside this python."
+    path = Path(sys.executable).with_name(name)
+    if not path.is_file(): pytest.fail(f"no {path}: install the package with its console scripts (bash scripts/setup.sh, or pip install -e .)")
+    return str(path)
+
+
 def _data_dir() -> Path:
     d = os.environ.get("UF_DATA_DIR") or str(REPO.parent / "shared" / "data")
     return Path(d)
@@ -33,7 +40,7 @@ def shared_run(tmp_path_factory, name: str, args: list[str], timeout: int = 1800
         fcntl.flock(lock, fcntl.LOCK_EX)
         if failed.exists(): pytest.fail(failed.read_text())
         if not done.exists():
-            r = subprocess.run([sys.executable, "-m", "universal_features.reproduce", "--no-progress", *args,
+            r = subprocess.run([console_script("uf-reproduce"), "--no-progress", *args,
                                 "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=timeout)
             if r.returncode:
                 failed.write_text(f"building the shared {name} run failed:\n" + r.stdout[-4000:] + r.stderr[-4000:])

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from universal_features import autointerp as ai
 from universal_features.activations import ActivationStore
+from universal_features.dashboards import StandInTokenizer
 
 
 class FakeAPI:
@@ -164,12 +165,7 @@ def test_offline_proxy_recovers_a_token_feature():
     tokens = np.random.default_rng(0).integers(0, 20, size=(40, 8))
     dense = (tokens.reshape(-1) == 7).astype(np.float32)[:, None] * 2.0
     store = ActivationStore(tokens, sp.csc_matrix(dense))
-
-    class Tok:
-        def id_to_token(self, i): return f"t{i}"
-        def decode(self, ids, skip_special_tokens=False): return "".join(f"t{i}" for i in ids)
-
-    s = ai.score_feature(be, store, Tok(), 0, np.arange(20), np.arange(20, 40), 3, 3, seed=0)
+    s = ai.score_feature(be, store, StandInTokenizer(), 0, np.arange(20), np.arange(20, 40), 3, 3, seed=0)
     assert s.score == pytest.approx(1.0) and "t7" in s.explanation and s.n_tokens == 48
 
 

@@ -8,13 +8,9 @@ import torch
 from universal_features.activations import ActivationStore, Partners
 from universal_features.case_studies import pick_snippets, selectivity, top_candidates
 from universal_features.dashboards import FeatureDashboard, feature_dashboard
-from universal_features.lexers import label_code, labelled_code_blocks, lex, token_labels
+from universal_features.lexers import (LUA_SAMPLE, PY_SAMPLE, CharTokenizer, label_code, labelled_code_blocks, lex,
+                                      token_labels)
 from universal_features.correlation import pearson_matrix
-
-PY = ("x = 1\nif x == 2:\n    f(a=3, b=x)\n    y.z[0] = g(x) >= 4\ntry:\n    raise ValueError('no')\n"
-      "except KeyError as e:\n    pass\nfinally:\n    w += 1\n")
-LUA = ("local x = 1\nfor i = 1, 10 do\n  t.a[i] = {k = i, 2}\n  if x ~= i then y = x == 2 end\nend\n-- c = 3\n"
-       "s = [[ a = b ]]\nlocal ok, err = pcall(f)\n")
 
 
 def labelled(text, lang):
@@ -23,7 +19,7 @@ def labelled(text, lang):
 
 
 def test_python_labels_from_the_standard_tokenizer():
-    got = labelled(PY, "python")
+    got = labelled(PY_SAMPLE, "python")
     assert [t for t, l in got if "assign" in l] == ["=", "="]
     assert [t for t, l in got if "kwarg" in l] == ["=", "="]
     assert [t for t, l in got if "compare" in l] == ["==", ">="]
@@ -32,13 +28,13 @@ def test_python_labels_from_the_standard_tokenizer():
 
 
 def test_lua_lexer_and_labels():
-    got = labelled(LUA, "lua")
+    got = labelled(LUA_SAMPLE, "lua")
     # for-loop `=` is not an assignment; table-field `=` is the keyword-argument analogue; comments and long strings hide `=`
     assert [t for t, l in got if "assign" in l] == ["=", "=", "=", "=", "="]
     assert [t for t, l in got if "kwarg" in l] == ["="]
     assert [t for t, l in got if "compare" in l] == ["~=", "=="]
     assert ("pcall", ["lua_error"]) in got
-    kinds = {t.text: t.kind for t in lex(LUA, "lua")}
+    kinds = {t.text: t.kind for t in lex(LUA_SAMPLE, "lua")}
     assert kinds["[[ a = b ]]"] == "STRING" and kinds["local"] == "KEYWORD"
 
 
@@ -56,23 +52,15 @@ def test_model_tokens_take_overlapping_labels():
     assert got[1] == {"assign"} and got[3] == {"compare"} and got[0] == {"assign_target"} and got[2] == set()
 
 
-class ByteTok:
-    "A stand-in tokenizer: one token per character, with offsets (enough to test label alignment and packing)."
-    def encode(self, text):
-        class E: pass
-        e = E(); e.ids = [ord(c) % 256 for c in text]; e.offsets = [(i, i + 1) for i in range(len(text))]
-        return e
-
-
 def test_code_blocks_carry_the_lexer_labels():
-    code = labelled_code_blocks([PY, "x ==== (\n"], "python", ByteTok(), block_size=16, max_tokens=10_000)
+    code = labelled_code_blocks([PY_SAMPLE, "x ==== (\n"], "python", CharTokenizer(), block_size=16, max_tokens=10_000)
     flat = [s for row in code.labels for s in row]
     assert code.blocks.shape[1] == 16 and len(flat) == code.blocks.size
-    text = (PY + "x ==== (\n")[: code.blocks.size]
+    text = (PY_SAMPLE + "x ==== (\n")[: code.blocks.size]
     assert [text[i] for i, s in enumerate(flat) if "assign" in s] == ["=", "="]
     assert code.mask("exception").sum() == sum(len(w) for w in ("try", "raise", "ValueError", "except", "KeyError", "finally"))
     with pytest.raises(ValueError, match="no python code tokens"):
-        labelled_code_blocks(["x = 1"], "python", ByteTok(), block_size=64, max_tokens=100)
+        labelled_code_blocks(["x = 1"], "python", CharTokenizer(), block_size=64, max_tokens=100)
 
 
 def test_snippets_are_chosen_by_rule():
@@ -143,9 +131,10 @@ def test_case_studies_stage_outputs(smoke):
 def _units(smoke):
     from universal_features.config import load_config
     from universal_features.lineage import MODELS
+    from universal_features.loaders import load_unit
     from universal_features.run import Run
     run = Run(smoke, load_config(smoke / "config.json"))
-    return {n: run.load_unit(n) for n in MODELS}
+    return {n: load_unit(run, n) for n in MODELS}
 
 
 def test_dashboard_contents(smoke):

@@ -22,6 +22,7 @@ import torch
 from universal_features.config import to_dict
 from universal_features.hub import HubError, hub_snapshot
 from universal_features.profiles import RELEASED_MODELS, get_config
+from conftest import console_script
 
 # The released config.json (paper_notes §2.1), then the fields shrunk for the test
 RELEASED_CONFIG = dict(architectures=["MistralForCausalLM"], model_type="mistral", hidden_act="silu", hidden_size=512,
@@ -220,7 +221,7 @@ def _overrides(vocab_size: int) -> list[str]:
 def released_run(tmp_path_factory, hub_copy) -> Path:
     run_dir = tmp_path_factory.mktemp("released")
     vocab = json.loads((hub_copy / "mistralai" / "Mistral-7B-v0.1" / "tokenizer.json").read_text())["model"]["vocab"]
-    cmd = [sys.executable, "-m", "universal_features.reproduce", "--no-progress", "--profile", "released", "--run-dir", str(run_dir)]
+    cmd = [console_script("uf-reproduce"), "--no-progress", "--profile", "released", "--run-dir", str(run_dir)]
     for o in _overrides(len(vocab)): cmd += ["--set", o]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env={**os.environ, "UF_HUB_MIRROR": str(hub_copy)})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]

@@ -1,4 +1,5 @@
-"The repository's own consistency: generated files agree with their sources."
+"The repository's own consistency: generated files agree with their sources, and the modules stand on floors."
+import ast
 import os
 import importlib.util
 import tomllib
@@ -72,3 +73,90 @@ def test_outputs_kept_in_the_notebooks_stay_small():
     nbs = Path(__file__).resolve().parents[1] / "nbs"
     size = sum(len(_json.dumps(o)) for p in nbs.glob("*.ipynb") for c in _json.loads(p.read_text())["cells"] for o in c.get("outputs", []))
     assert size < 600 * 1024, f"{size / 1024:.0f} KB of outputs in nbs/"
+
+
+# The floors of the package: a module's floor is one above the highest package module it imports (anywhere in its
+# code, lazy imports too), so an import of a module on the same floor or above would be a cycle. The foundation floor
+# (the config, its profiles, files and the lineage) imports nothing else of the package; `run` (the run directory)
+# stands on it alone; readers of the model, SAE and token formats (`loaders`) stand above those formats; the runner
+# (`reproduce`) is imported by no module.
+FOUNDATION = {"config", "config_rules", "profiles", "files", "lineage"}
+RUN_MAY_IMPORT = {"config", "profiles", "files", "lineage"}
+
+
+def package_imports() -> dict[str, set[str]]:
+    "Every module of the package → the modules of the package it imports."
+    root = REPO / "universal_features"
+    mods = {p.stem for p in root.glob("*.py") if p.stem not in ("__init__", "_modidx")}
+    out = {}
+    for m in sorted(mods):
+        deps = set()
+        for node in ast.walk(ast.parse((root / f"{m}.py").read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.level == 1: names = [node.module] if node.module else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module == "universal_features": names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("universal_features."): names = [node.module.split(".", 1)[1]]
+            elif isinstance(node, ast.Import): names = [a.name.split(".", 1)[1] for a in node.names if a.name.startswith("universal_features.")]
+            deps |= {n.split(".")[0] for n in names} & mods
+        out[m] = deps - {m}
+    return out
+
+
+def floors(imports: dict[str, set[str]]) -> dict[str, int]:
+    "Each module's floor (0: imports no package module); an AssertionError naming the modules of a cycle."
+    floor, path = {}, []
+    def visit(m: str) -> int:
+        if m in path: raise AssertionError("import cycle: " + " → ".join(path[path.index(m):] + [m]))
+        if m not in floor:
+            path.append(m)
+            floor[m] = 1 + max((visit(d) for d in sorted(imports[m])), default=-1)
+            path.pop()
+        return floor[m]
+    for m in imports: visit(m)
+    return floor
+
+
+def test_floors_name_a_cycle_and_read_every_import():
+    "The checks below can fail: a cycle is named; imports inside functions count, other packages' do not."
+    import pytest
+    with pytest.raises(AssertionError, match="import cycle: a → b → a"):
+        floors({"a": {"b"}, "b": {"a"}})
+    assert floors({"files": set(), "config": {"files"}, "run": {"config", "files"}}) == {"files": 0, "config": 1, "run": 2}
+    imports = package_imports()
+    assert "loaders" in imports["sae"]
+    assert "torch" not in imports["run"]
+    assert "PIL" not in imports["reproduce"]                                    # imported inside small_png: not ours
+
+
+def test_the_package_stands_on_floors_without_cycles():
+    imports = package_imports()
+    floor = floors(imports)                                           # raises on a cycle
+    up = [f"{m} (floor {floor[m]}) imports {d} (floor {floor[d]})" for m, ds in imports.items() for d in ds if floor[d] >= floor[m]]
+    assert not up, up
+    assert not [m for m, ds in imports.items() if "reproduce" in ds], "the runner is the top floor: no module imports it"
+
+
+def test_run_and_the_foundation_import_only_the_foundation():
+    "run.py stands on the foundation alone: loading models, SAEs and blocks lives above their formats (loaders)."
+    imports = package_imports()
+    assert imports["run"] <= RUN_MAY_IMPORT, f"run imports {sorted(imports['run'] - RUN_MAY_IMPORT)}"
+    for m in FOUNDATION:
+        assert imports[m] <= FOUNDATION, f"{m} (foundation) imports {sorted(imports[m] - FOUNDATION)}"
+    floor = floors(imports)
+    assert floor["run"] == 1 + max(floor[m] for m in RUN_MAY_IMPORT)
+    assert floor["loaders"] > max(floor[m] for m in ("model", "autoencoder", "tokenizer", "run"))
+
+
+def test_entry_points_are_console_scripts_and_no_module_has_a_main_guard():
+    "uf-reproduce and uf-train are [project.scripts]; nothing runs a module as `python -m` (no module has a __main__ guard)."
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"uf-reproduce": "universal_features.reproduce:main", "uf-train": "universal_features.train:main"}
+    for target in scripts.values():
+        module, func = target.split(":")
+        assert callable(getattr(importlib.import_module(module), func))
+    guarded = [p.name for p in (REPO / "universal_features").glob("*.py") if "__name__ ==" in p.read_text()]
+    assert not guarded, f"{guarded}: entry points are console scripts, not `python -m` modules"
+    texts = [*REPO.glob("scripts/*"), *REPO.glob("tests/*.py"), *REPO.glob("benchmarks/*.py"), REPO / "Makefile", REPO / "README.md"]
+    calls = ("-m universal_features.", '"-m", "universal_features.')
+    callers = [p.name for p in texts if p.is_file() and p != Path(__file__) and any(c in p.read_text() for c in calls)]
+    assert not callers, f"{callers} run a package module with python -m: use uf-reproduce / uf-train"

@@ -10,11 +10,13 @@ import pytest
 
 from universal_features.profiles import get_config
 from universal_features import reproduce as reproduce_module
-from universal_features.reproduce import WarmKernel, discover_stages, ensure_kernel, run_pipeline, stage_keys
+from universal_features.kernels import WarmKernel, ensure_kernel
+from universal_features.reproduce import discover_stages, run_pipeline, stage_keys
+from conftest import console_script
 
 
 def reproduce(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "universal_features.reproduce", "--no-progress", *args],
+    return subprocess.run([console_script("uf-reproduce"), "--no-progress", *args],
                           capture_output=True, text=True, timeout=900, env=env or os.environ.copy())
 
 
@@ -128,7 +130,7 @@ def test_killed_mid_stage_restarts_to_the_same_results(smoke, tmp_path):
     for n in names[names.index("robustness"):]:
         (run_dir / ".stages" / f"{n}.json").unlink(); (run_dir / "logs" / f"{n}.log").unlink(missing_ok=True)
     shutil.rmtree(run_dir / "robustness")                   # its snapshots are trained again, and killed mid-way
-    p = subprocess.Popen([sys.executable, "-m", "universal_features.reproduce", "--no-progress", "--profile", "smoke",
+    p = subprocess.Popen([console_script("uf-reproduce"), "--no-progress", "--profile", "smoke",
                           "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
     log = run_dir / "logs" / "robustness.log"

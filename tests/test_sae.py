@@ -3,13 +3,12 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from universal_features.config import ModelConfig, SAEConfig
 from universal_features.model import LanguageModel
 from universal_features.autoencoder import (SAECheckpointError, SparseAutoencoder, explained_variance, geometric_median,
                                             load_sae, sae_loss, save_sae)
-from universal_features.sae import ActivationBuffer, harvest, sae_metrics, train_sae
+from universal_features.sae import ActivationBuffer, harvest, planted_dead_run, sae_metrics, train_sae
 
 
 def test_explained_variance_of_the_mean_is_zero():
@@ -37,39 +36,17 @@ def test_fold_input_scale_keeps_the_function():
     assert torch.allclose(before[0], after[0], atol=1e-4) and torch.allclose(before[1], after[1], atol=1e-4)
 
 
-def toy(seed, d=16, n_true=32, batch=512):
-    g = torch.Generator().manual_seed(seed)
-    dirs = F.normalize(torch.randn(n_true, d, generator=g), dim=-1)
-    def next_batch():
-        mask = torch.rand(batch, n_true, generator=g) < 0.06
-        return (mask * torch.rand(batch, n_true, generator=g) * 3) @ dirs
-    return next_batch
-
-
-def planted_dead_run(remedy, architecture="relu", seed=0, bias=-100.0, lr=3e-3):
-    sc = SAEConfig(expansion_factor=4, batch_size_tokens=512, lr=lr, l1_coefficient=1e-2, l1_warmup_steps=50,
-                   lr_warmup_steps=10, dead_remedy=remedy, architecture=architecture, k=4,
-                   resample_fractions=(0.3, 0.5), dead_window_tokens=20_000)
-    nb = toy(seed)
-    sae = SparseAutoencoder(16, 64, architecture, k=4)
-    sae.initialise(nb(), torch.Generator().manual_seed(seed))
-    with torch.no_grad(): sae.b_enc[:16] = bias  # planted dead latents
-    train_sae(sae, nb, sc, 400 * 512, sc.l1_coefficient, seed)
-    xs = torch.cat([nb() for _ in range(8)])
-    return float(((sae.encode(xs) > 0).sum(0) == 0).float().mean()), explained_variance(xs, sae(xs)[0])
-
-
 def test_resampling_revives_planted_dead_latents():
-    dead_none, ev_none = planted_dead_run("none")
-    dead_res, ev_res = planted_dead_run("resample")
+    dead_none, ev_none = planted_dead_run("none", steps=400)
+    dead_res, ev_res = planted_dead_run("resample", steps=400)
     assert dead_none >= 0.25          # the 16 planted latents stay dead without a remedy
     assert dead_res < 0.05 and ev_res > 0.9
 
 
 def test_auxk_revives_planted_dead_latents_in_topk():
     # AuxK revives by gradient, so the planted latents sit just below the top k rather than at -100
-    dead_none, _ = planted_dead_run("none", "topk", bias=-2.0, lr=1e-2)
-    dead_aux, ev = planted_dead_run("auxk", "topk", bias=-2.0, lr=1e-2)
+    dead_none, _ = planted_dead_run("none", "topk", bias=-2.0, lr=1e-2, steps=400)
+    dead_aux, ev = planted_dead_run("auxk", "topk", bias=-2.0, lr=1e-2, steps=400)
     assert dead_none >= 0.25 and dead_aux < 0.05 and ev > 0.8
 
 
@@ -168,13 +145,14 @@ def test_saelens_loads_the_export(saved):
 
 def test_an_sae_is_not_retrained_when_only_the_stage_plan_changes(smoke_run, tmp_path):
     "Fewer seed-null SAEs and another evaluation size re-run the SAE stage, but reuse the four model SAEs: the same keys."
-    import os, shutil, subprocess, sys
+    import os, shutil, subprocess
+    from conftest import console_script
     run_dir = tmp_path / "copy"
     shutil.copytree(smoke_run, run_dir)
     models = ("base", "lua", "tinystories", "luastories")
     done = {m: json.loads((run_dir / "saes" / m / "done.json").read_text()) for m in models}
     weights = {m: (run_dir / "saes" / m / "sae.safetensors").stat().st_mtime_ns for m in models}
-    r = subprocess.run([sys.executable, "-m", "universal_features.reproduce", "--no-progress", "--profile", "smoke", "--run-dir",
+    r = subprocess.run([console_script("uf-reproduce"), "--no-progress", "--profile", "smoke", "--run-dir",
                         str(run_dir), "--only", "sae", "--set", "sae.null_seeds=1", "--set", "sae.eval_blocks=50"],
                        capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

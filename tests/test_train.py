@@ -10,6 +10,7 @@ import torch
 from universal_features.config import ModelConfig, TrainConfig
 from universal_features.model import LanguageModel, load_model
 from universal_features.train import batch_indices, bigram_baseline, evaluate, lr_factor, sample_blocks, train_lm
+from conftest import console_script
 
 CFG = ModelConfig(d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64, context_length=16)
 VOCAB = 64
@@ -97,10 +98,10 @@ def test_bigram_baseline_matches_brute_force():
 
 
 def _train_cli(smoke_run, out, nproc):
-    cmd = [sys.executable, "-m", "universal_features.train", "--run-dir", str(smoke_run), "--model", "base",
+    cmd = [console_script("uf-train"), "--run-dir", str(smoke_run), "--model", "base",
            "--out", str(out), "--set", "train.max_steps=6", "--set", "train.log_every=1", "--set", "train.batch_size=8"]
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *cmd[1:]]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *cmd]   # the script is Python
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
@@ -126,12 +127,11 @@ def test_evaluation_blocks_of_the_smoke_run_are_the_seeded_sample(smoke_run):
     from universal_features.tokenizer import load_blocks
     from universal_features.train import validation_blocks
     run = Run(smoke_run, load_config(smoke_run / "config.json"))             # read only
-    L = run.config.model.context_length
-    every = load_blocks(smoke_run, "lua", "validation", L)
+    every = load_blocks(smoke_run, "lua", "validation", run.config.model.context_length)
     n = max(1, len(every) // 2)
-    picked = validation_blocks(run, "lua", L, n)
+    picked = validation_blocks(run, "lua", n)
     assert np.array_equal(picked, sample_blocks(every, n, [run.config.data.seed, DOMAINS.index("lua")])) and len(picked) == n
-    assert np.array_equal(validation_blocks(run, "lua", L, 0), every)
+    assert np.array_equal(validation_blocks(run, "lua", 0), every)
 
 
 def test_ddp_two_gloo_processes_match_one(smoke_run, tmp_path):

@@ -68,8 +68,8 @@ def top_candidates(sel: dict[str, np.ndarray], k: int) -> list[dict]:
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c007
 TASKS = {  # task → (languages, target label, contrast labels; () = every token that is not a target)
-    "assignment": (("python", "lua"), "assign", ("kwarg", "compare")),
-    "assignment_target": (("python", "lua"), "assign_target", ("kwarg", "compare")),
+    "assignment": (CODE_DOMAINS, "assign", ("kwarg", "compare")),
+    "assignment_target": (CODE_DOMAINS, "assign_target", ("kwarg", "compare")),
     "exception": (("python",), "exception", ()),
 }
 
@@ -262,7 +262,7 @@ def plot_assignment_figure(snips, tok, units: dict, chain: dict, sel: dict, hook
         panels.append([(t, a, mx) for t, a in row])
         row_titles.append(f"{display_name(n)} #{f[n]} (F1 {sel[n]['f1'][f[n]]:.2f})")
     links = chain["links"]
-    caption = (f"Figure 3 (reproduction, {profile} profile, {corpora}). BabyPython's most selective "
+    caption = (f"Figure 3 (reproduction, {profile} profile, {corpora}). {display_name(ROOT)}'s most selective "
                f"variable-assignment feature (#{f[ROOT]}, found by lexer-labelled selectivity) and its max-correlation "
                f"partners; colour = activation / the row's max on these snippets (validation code chosen by rule, read "
                f"with the preceding text of its file as context). "
@@ -273,7 +273,7 @@ def plot_assignment_figure(snips, tok, units: dict, chain: dict, sel: dict, hook
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c029
 def plot_exception_figure(snips, tok, units: dict, exc: dict, hook: str, tau: float, profile: str, device="cpu", *, corpora: str,
-                          parent: str = "base", child: str = "lua"):
+                          parent: str = ROOT, child: str = "lua"):
     "Figure 4: the exception feature (left) beside its closest feature of the child model (right) on each snippet."
     panels = []
     for sn in snips:
@@ -283,14 +283,14 @@ def plot_exception_figure(snips, tok, units: dict, exc: dict, hook: str, tau: fl
             row.append((t, a, max(a) or 1.0))
         panels.append(row)
     f, j, r, cos = exc["feature"], exc[f"{child}_feature"], exc["r"], exc["decoder_cosine"]
-    caption = (f"Figure 4 (reproduction, {profile} profile, {corpora}). Left: BabyPython's most "
-               f"selective Python-exception feature #{f} (F1 {exc['f1']:.2f}). Right: its closest Lua-model "
+    caption = (f"Figure 4 (reproduction, {profile} profile, {corpora}). Left: {display_name(parent)}'s most "
+               f"selective Python-exception feature #{f} (F1 {exc['f1']:.2f}). Right: its closest {display_name(child)}-model "
                f"feature #{j} by activation correlation, r = {r:.2f} (decoder cosine {cos:.2f}); "
                + ("r ≥ τ: the feature persists here, unlike the paper's example." if exc["persists"] else
-                  f"r < τ = {tau}: the feature does not persist into the Lua model.") + " Colour = activation / panel max.")
+                  f"r < τ = {tau}: the feature does not persist into the {display_name(child)} model.") + " Colour = activation / panel max.")
     return plot_feature_grid(panels, [f"snippet {i + 1}" for i in range(len(panels))],
                              [f"{display_name(parent)} #{f}", f"{display_name(child)} #{j} (r = {r:.2f})"],
-                             "Figure 4: the Python-exception feature and its closest Lua feature", caption, cmap="Blues")
+                             f"Figure 4: the Python-exception feature and its closest {display_name(child)} feature", caption, cmap="Blues")
 
 # %% ../nbs/07_case_studies.ipynb #c7a0c040
 def load_matching(run: Run) -> tuple[dict[str, ActivationStore], dict[tuple[str, str], Partners]]:

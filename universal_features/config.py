@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .files import atomic_write_text
+from .lineage import MODELS
 
 # %% auto #0
 __all__ = ['LOCATION_KEYS', 'DomainConfig', 'FilterConfig', 'DataConfig', 'TokenizerConfig', 'ModelConfig', 'TrainConfig',
@@ -162,6 +163,7 @@ class MatchingConfig:
     top_k: int = 8                   # candidate partners kept per feature (one-to-one assignment, bootstrap, dashboards)
     memory_gb: float = 8.0           # pairs whose float64 statistics fit this budget are accumulated in one pass
     dense_assignment_max: int = 2048  # also solve the dense one-to-one assignment when both SAEs have ≤ this many latents
+    method_a_min_strings: int = 10   # Method A's minimum-support rule: ≥ this many shared token strings (the authors': > 1)
     seed: int = 0
 
 # %% ../nbs/00_config.ipynb #c0a1e024
@@ -227,8 +229,8 @@ class ReleasedConfig:
 
     @property
     def models(self) -> dict[str, str]:
-        "Lineage name → Hub spec of the models set (empty: train here)."
-        return {n: v for n in ("base", "lua", "tinystories", "luastories") if (v := getattr(self, n))}
+        "Lineage name → Hub spec of the models set (empty: train here); a model the authors did not release has no field."
+        return {n: v for n in MODELS if (v := getattr(self, n, ""))}
 
 # %% ../nbs/00_config.ipynb #c0a1e032
 @dataclass

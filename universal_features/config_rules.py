@@ -13,7 +13,8 @@ import types
 import typing
 from typing import Any
 
-from .config import Config, ConfigError, from_dict, to_dict
+from .config import Config, ConfigError, ReleasedConfig, from_dict, to_dict
+from .lineage import DOMAINS, MODELS
 
 # %% auto #0
 __all__ = ['valid_keys', 'unknown_key_message', 'apply_overrides', 'validate']
@@ -135,9 +136,10 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("matching.sensitivity_taus", lambda v: all(-1 <= t <= 1 for t in v), "must be correlations in [-1, 1]"),
     *[(f"matching.{k}", _pos, "must be > 0") for k in ("n_eval_blocks", "chunk_tokens", "n_bootstrap", "top_k", "memory_gb")],
     ("matching.dense_assignment_max", lambda v: v >= 0, "must be ≥ 0 (0: never)"),
+    ("matching.method_a_min_strings", lambda v: v >= 2, "must be ≥ 2 (Pearson r needs two strings; the authors' rule is 2)"),
     ("data.hub", lambda v: v in ("never", "auto", "require"), "must be never, auto or require"),
-    *[(f"data.{d}.validation_fraction", _frac, "must be in (0, 1)") for d in ("english", "python", "lua", "tinystories")],
-    *[(f"data.{d}.max_train_mb", lambda v: v >= 0, "must be ≥ 0 (0 = no cap)") for d in ("english", "python", "lua", "tinystories")],
+    *[(f"data.{d}.validation_fraction", _frac, "must be in (0, 1)") for d in DOMAINS],
+    *[(f"data.{d}.max_train_mb", lambda v: v >= 0, "must be ≥ 0 (0 = no cap)") for d in DOMAINS],
     ("autointerp.backend", lambda v: v in ("auto", "openai", "offline"), "must be auto, openai or offline"),
     *[(f"autointerp.{k}", lambda v: v >= 0, "must be ≥ 0") for k in ("n_features", "n_persisting", "holdout_top", "holdout_random")],
     ("report.dpi", _pos, "must be > 0"),
@@ -169,8 +171,9 @@ def validate(cfg: Config) -> Config:
     if s.architecture == "topk" and s.dead_remedy == "resample": bad.append("sae.dead_remedy='resample' is for the relu architecture: use auxk with topk")
     if s.architecture == "relu" and s.dead_remedy == "auxk": bad.append("sae.dead_remedy='auxk' is for the topk architecture: use resample with relu")
     rel = cfg.released.models
-    if rel and len(rel) < 4: bad.append(f"released: {', '.join(rel)} set but not {', '.join(n for n in ('base', 'lua', 'tinystories', 'luastories') if n not in rel)}: "
-                                        "set all four Hub ids (the authors' checkpoints) or none (train here)")
+    missing = [n for n in MODELS if hasattr(ReleasedConfig, n) and n not in rel]   # the lineage's models the authors released
+    if rel and missing: bad.append(f"released: {', '.join(rel)} set but not {', '.join(missing)}: "
+                                   f"set all {len(rel) + len(missing)} Hub ids (the authors' checkpoints) or none (train here)")
     bad += [f"released.{n}={v!r} must be a Hub id owner/name, optionally pinned as owner/name@revision" for n, v in rel.items() if not _HUB_SPEC.fullmatch(v)]
     if bad: raise ConfigError("invalid config: " + "; ".join(bad))
     return cfg

@@ -23,8 +23,15 @@ from .model import LanguageModel
 from .tokenizer import token_strings
 
 # %% auto #0
-__all__ = ['logit_effects', 'Context', 'FeatureDashboard', 'feature_dashboard', 'tokens_html', 'dashboard_html', 'dashboard_page',
-           'draw_tokens', 'plot_dashboard', 'plot_feature_grid', 'plot_correlation_matrix']
+__all__ = ['StandInTokenizer', 'logit_effects', 'Context', 'FeatureDashboard', 'feature_dashboard', 'tokens_html',
+           'dashboard_html', 'dashboard_page', 'draw_tokens', 'plot_dashboard', 'plot_feature_grid',
+           'plot_correlation_matrix']
+
+# %% ../nbs/07c_dashboards.ipynb #81314799
+class StandInTokenizer:
+    "A stand-in tokenizer that spells token `i` as `t{i}` (the examples here, in 08 and 09, and tests/test_autointerp.py)."
+    def id_to_token(self, i): return f"t{i}"
+    def decode(self, ids, skip_special_tokens=False): return "".join(f"t{i}" for i in ids)
 
 # %% ../nbs/07c_dashboards.ipynb #bfe5ae90
 @torch.no_grad()

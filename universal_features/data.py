@@ -11,6 +11,7 @@ import json
 import platform
 import random
 import unicodedata
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,22 +25,23 @@ from .config import Config, DomainConfig, FilterConfig
 from .files import atomic_path, atomic_write_text, sha256_file
 from .lineage import CODE_DOMAINS, DOMAINS
 from .run import Run, Stage
-from .hub import read_datadir_or_hub, read_hub, use_hub
-from .sources import (DataError, Doc, SourceInfo, cache_dir, data_dir, parse_source, read_deb_lua, read_fortunes,
-                                         read_stdlib, read_wheel, read_wordnet)
+from .hub import HUB_READ_MARGIN, read_datadir_or_hub, read_hub, split_caps, use_hub
+from .sources import (DataError, Doc, PackagedFile, SourceInfo, cache_dir, check_pinned, data_dir, packaged_file,
+                                         parse_source, read_deb_lua, read_fortunes, read_stdlib, read_wheel, read_wordnet)
 
 # %% auto #0
-__all__ = ['STAGE', 'CORPUS_COLUMNS', 'data_inputs', 'file_sha256', 'inputs_fingerprint', 'read_source', 'stack_filter',
-           'code_key', 'prose_key', 'normalize_prose', 'NearDupIndex', 'clean_code', 'clean_prose', 'split_paragraphs',
-           'split_by_group', 'cap_docs', 'DomainCorpus', 'build_domain', 'write_corpus', 'read_corpus', 'manifest_rows',
-           'manifest_markdown', 'build_corpora']
+__all__ = ['STAGE', 'CORPUS_COLUMNS', 'PACKAGED_TOKENIZERS', 'TOKENIZER_MODEL', 'data_inputs', 'file_sha256',
+           'inputs_fingerprint', 'read_source', 'stack_filter', 'code_key', 'prose_key', 'normalize_prose',
+           'NearDupIndex', 'clean_code', 'clean_prose', 'split_paragraphs', 'split_by_group', 'cap_docs',
+           'DomainCorpus', 'build_domain', 'write_corpus', 'read_corpus', 'manifest_rows', 'manifest_markdown',
+           'stage_tokenizer_model', 'build_corpora']
 
 # %% ../nbs/01_data.ipynb #6bdcf3e7
 def data_inputs(cfg: Config) -> str | None:
     "Fingerprint of what the stage reads outside the run directory (see below); None when the data directory is absent."
     return inputs_fingerprint(cfg)
 
-STAGE = Stage("data", reads=("data",), inputs=data_inputs, summary=lambda r: ", ".join(
+STAGE = Stage("data", reads=("data", "tokenizer.pretrained"), inputs=data_inputs, summary=lambda r: ", ".join(
     f"{d} {v['train_documents']:,} / {v['validation_documents']:,} docs ({v['role']})" for d, v in r.items()))
 
 # %% ../nbs/01_data.ipynb #d0a1e102
@@ -226,7 +228,8 @@ class DomainCorpus:
 def build_domain(domain: str, cfg: Config) -> DomainCorpus:
     "Read, clean, split and cap one domain."
     dc: DomainConfig = getattr(cfg.data, domain)
-    if use_hub(dc, cfg):
+    hub = use_hub(dc, cfg)
+    if hub:
         read = [read_hub(dc, cfg)]
     else:
         if not dc.sources: raise DataError(f"data.{domain}.sources is empty and the Hub is not used (data.hub={cfg.data.hub})")
@@ -237,8 +240,12 @@ def build_domain(domain: str, cfg: Config) -> DomainCorpus:
     code = domain in CODE_DOMAINS and cfg.data.hub != "require"
     kept, why = clean_code(docs, cfg.data.filters) if code else clean_prose(docs, dc.max_doc_chars)
     train, val = split_by_group(kept, dc.validation_fraction, cfg.data.seed)
-    val_mb = dc.max_train_mb * dc.validation_fraction / max(1 - dc.validation_fraction, 1e-9)
-    train, val = cap_docs(train, dc.max_train_mb, cfg.data.seed), cap_docs(val, val_mb, cfg.data.seed + 1)
+    train_mb, val_mb = split_caps(dc)
+    train, val = cap_docs(train, train_mb, cfg.data.seed), cap_docs(val, val_mb, cfg.data.seed + 1)
+    if hub and train_mb and sum(map(_nbytes, train)) < 0.95e6 * train_mb:
+        warnings.warn(f"domain {domain}: {sum(map(_nbytes, train)) / 1e6:.2f} MB of training text from {dc.hub_id}, under its cap "
+                      f"of {train_mb:g} MB: its split holds less, or the filters dropped more than the {HUB_READ_MARGIN:g}x "
+                      "the cap that was read (hub.HUB_READ_MARGIN)")
     if not train or not val:
         raise DataError(f"domain {domain}: {len(train)} train and {len(val)} validation documents after filtering; "
                         f"add sources to data.{domain}.sources or raise data.{domain}.max_train_mb")
@@ -288,9 +295,36 @@ def manifest_markdown(rows: list[dict], tokens: dict | None = None) -> str:
                  f"{'' if tok is None else f'{tok:,}'} | {r['role']} |\n")
     return head + body
 
+# %% ../nbs/01_data.ipynb #d6a0c002
+# The paper's tokenizer as a package ships it: the same bytes as the Hub's mistralai/Mistral-7B-v0.1/tokenizer.model
+PACKAGED_TOKENIZERS = {"mistralai/Mistral-7B-v0.1": PackagedFile(
+    "mistral-common", "1.13.1", "mistral_common/data/tokenizer.model.v1",
+    "dadfd56d766715c61d2ef780a525ab43b8e6da4de6865bda3d95fdef5e134055", 493_443)}
+TOKENIZER_MODEL = "tokenizer/tokenizer.model"   # where this stage leaves it, under the run's data/
+
+# %% ../nbs/01_data.ipynb #d6a0c004
+def stage_tokenizer_model(cfg: Config, out: Path, packaged: dict[str, PackagedFile] | None = None) -> dict:
+    "The pretrained tokenizer's SentencePiece model into `out`/tokenizer/ from the data directory or its package; {} when none ships it."
+    repo_id = cfg.tokenizer.pretrained.partition("@")[0]
+    pf = (PACKAGED_TOKENIZERS if packaged is None else packaged).get(repo_id)
+    if pf is None: return {}
+    try: copy = data_dir(cfg) / repo_id / "tokenizer.model"
+    except DataError: copy = None
+    if copy is not None and copy.is_file():
+        data = check_pinned(copy.read_bytes(), pf, str(copy), f"Put the Hub's {repo_id}/tokenizer.model there, or delete it to use {pf.package}'s copy.")
+        source = f"data directory: {repo_id}/tokenizer.model"
+    else:
+        try: data, source = packaged_file(pf, cache_dir(cfg)), pf.spec
+        except DataError as e:
+            raise DataError(f"the tokenizer {repo_id} (tokenizer.pretrained): {e}. Its SentencePiece model comes from {pf.spec}: "
+                            f"reach PyPI, or put the Hub's tokenizer.model at <data directory>/{repo_id}/tokenizer.model, or train a "
+                            "BPE instead: --set tokenizer.pretrained= --set tokenizer.vocab_size=8192") from None
+    with atomic_path(out / TOKENIZER_MODEL) as tmp: tmp.write_bytes(data)
+    return {"repo_id": repo_id, "source": source, "sha256": pf.sha256, "bytes": len(data)}
+
 # %% ../nbs/01_data.ipynb #ab1075d1
 def build_corpora(run: Run) -> dict:
-    "Build all four domains into run/data/<domain>/{train,validation}.parquet and write the manifest."
+    "Build all four domains into run/data/<domain>/{train,validation}.parquet, copy the pretrained tokenizer, write the manifest."
     cfg, out = run.config, run.stage_dir("data")
     rows, summary = [], {}
     for domain in tqdm(DOMAINS, desc="domains", unit="domain"):
@@ -303,7 +337,7 @@ def build_corpora(run: Run) -> dict:
                                   for k, v in (("documents", len(docs)), ("bytes", sum(map(_nbytes, docs))),
                                                ("groups", len({d.group for d in docs})))})
         summary[domain]["sources"] = [asdict(s) for s in c.sources]
-    manifest = dict(domains=summary, rows=rows)
+    manifest = dict(domains=summary, rows=rows, tokenizer=stage_tokenizer_model(cfg, out))
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     atomic_write_text(run.tables / "data_manifest.md", manifest_markdown(rows))
     return manifest

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 # %% auto #0
-__all__ = ['atomic_write_text', 'atomic_path', 'sha256_file', 'hub_copy_version', 'code_fingerprint', 'compute_once',
-           'tex_escape', 'Table']
+__all__ = ['atomic_write_text', 'atomic_path', 'sha256_file', 'hub_download_commit', 'hub_copy_version', 'code_fingerprint',
+           'compute_once', 'tex_escape', 'Table']
 
 # %% ../nbs/00a_files.ipynb #f1a0c006
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -59,16 +59,21 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
     return h.hexdigest()
 
+# %% ../nbs/00a_files.ipynb #f1a0c08e
+def hub_download_commit(root: Path, files: list[Path]) -> str:
+    "The Hub commit that `hf download --local-dir` noted for every one of `files` of a local copy at `root`, else ''."
+    commits = set()
+    for f in files:
+        meta = root / ".cache/huggingface/download" / f"{f.relative_to(root).as_posix()}.metadata"
+        commits.add(meta.read_text().split("\n", 1)[0].strip() if meta.is_file() else "")
+    return commits.pop() if len(commits) == 1 and "" not in commits else ""
+
 # %% ../nbs/00a_files.ipynb #f1a0c091
 def hub_copy_version(root: Path, files: list[Path]) -> tuple[str, str]:
     "(the Hub commit a local copy was downloaded at, or '', and a sha256 over its files' names and contents)."
-    h, commits = hashlib.sha256(), set()
-    for f in files:
-        rel = f.relative_to(root).as_posix()
-        h.update(rel.encode() + b"\0" + bytes.fromhex(sha256_file(f)))
-        meta = root / ".cache/huggingface/download" / f"{rel}.metadata"  # left by `hf download --local-dir`
-        commits.add(meta.read_text().split("\n", 1)[0].strip() if meta.is_file() else "")
-    return (commits.pop() if len(commits) == 1 and "" not in commits else ""), h.hexdigest()
+    h = hashlib.sha256()
+    for f in files: h.update(f.relative_to(root).as_posix().encode() + b"\0" + bytes.fromhex(sha256_file(f)))
+    return hub_download_commit(root, files), h.hexdigest()
 
 # %% ../nbs/00a_files.ipynb #f1a0c014
 def code_fingerprint(*modules) -> str:

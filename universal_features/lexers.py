@@ -16,8 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 # %% auto #0
-__all__ = ['EXCEPTION_NAMES', 'PY_COMPARE', 'LUA_COMPARE', 'LexToken', 'line_offsets', 'lex_python', 'lex_lua', 'label_code',
-           'lex', 'token_labels', 'LabelledCode', 'labelled_code_blocks']
+__all__ = ['PY_SAMPLE', 'LUA_SAMPLE', 'EXCEPTION_NAMES', 'PY_COMPARE', 'LUA_COMPARE', 'LexToken', 'line_offsets', 'lex_python',
+           'lex_lua', 'label_code', 'lex', 'token_labels', 'LabelledCode', 'labelled_code_blocks', 'CharTokenizer']
+
+# %% ../nbs/07a_lexers.ipynb #7a0c0010
+PY_SAMPLE = ("x = 1\nif x == 2:\n    f(a=3, b=x)\n    y.z[0] = g(x) >= 4\ntry:\n    raise ValueError('no')\n"
+             "except KeyError as e:\n    pass\nfinally:\n    w += 1\n")
+LUA_SAMPLE = ("local x = 1\nfor i = 1, 10 do\n  t.a[i] = {k = i, 2}\n  if x ~= i then y = x == 2 end\nend\n-- c = 3\n"
+              "s = [[ a = b ]]\nlocal ok, err = pcall(f)\n")
 
 # %% ../nbs/07a_lexers.ipynb #316260c2
 @dataclass
@@ -185,3 +191,11 @@ def labelled_code_blocks(docs: list[str], language: str, tok, block_size: int, m
     if n == 0: raise ValueError(f"no {language} code tokens to label; check the run's validation data")
     arr = np.array(ids[:n * block_size], dtype=np.int64).reshape(n, block_size)
     return LabelledCode(language, arr, [labs[i * block_size:(i + 1) * block_size] for i in range(n)])
+
+# %% ../nbs/07a_lexers.ipynb #bc0489a2
+class CharTokenizer:
+    "A stand-in tokenizer, one token per character with its offsets (the examples and tests/test_case_studies.py use it)."
+    def encode(self, text):
+        class Encoding: pass
+        e = Encoding(); e.ids = [ord(c) % 256 for c in text]; e.offsets = [(i, i + 1) for i in range(len(text))]
+        return e

@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['DOMAINS', 'CODE_DOMAINS', 'LINEAGE', 'MODELS', 'VARIANTS', 'ROOT', 'TRAINED', 'MERGES', 'MERGED', 'CROSSING_MERGE',
-           'MERGE_ENDPOINTS', 'OWN_DOMAINS', 'LM_MIXTURES', 'SAE_MIXTURES', 'EDGES', 'TRANSITIONS',
+__all__ = ['DOMAINS', 'CODE_DOMAINS', 'DOMAIN_DISPLAY', 'LINEAGE', 'MODELS', 'VARIANTS', 'ROOT', 'TRAINED', 'MERGES', 'MERGED',
+           'CROSSING_MERGE', 'MERGE_ENDPOINTS', 'OWN_DOMAINS', 'LM_MIXTURES', 'SAE_MIXTURES', 'EDGES', 'TRANSITIONS',
            'NULL_CONTROL_MODELS', 'NULL_PAIRS', 'DISPLAY', 'LineageModel', 'generation', 'sae_name', 'model_of',
-           'sae_runs', 'null_pairs', 'sae_seeds', 'seed_transitions', 'display_name']
+           'sae_runs', 'null_pairs', 'sae_seeds', 'seed_transitions', 'display_name', 'parent_nulls']
 
 # %% ../nbs/00b_lineage.ipynb #b1a0c005
 DOMAINS = ("english", "python", "lua", "tinystories")
 CODE_DOMAINS = ("python", "lua")
+DOMAIN_DISPLAY = {"english": "English", "python": "Python", "lua": "Lua", "tinystories": "TinyStories"}
 
 # %% ../nbs/00b_lineage.ipynb #b1a0c007
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ def _finetune_domains(name: str) -> tuple[str, ...]:
     if m.merge_of: return tuple(d for p in m.parents for d in _finetune_domains(p))
     return () if m.parent is None else _finetune_domains(m.parent) + m.domains
 
-LM_MIXTURES = {n: ("base",) if p is None else LINEAGE[n].domains for n, p in TRAINED.items()}
-SAE_MIXTURES = {n: ("base", *_finetune_domains(n)) for n in LINEAGE}
+LM_MIXTURES = {n: (ROOT,) if p is None else LINEAGE[n].domains for n, p in TRAINED.items()}
+SAE_MIXTURES = {n: (ROOT, *_finetune_domains(n)) for n in LINEAGE}
 
 # %% ../nbs/00b_lineage.ipynb #b1a0c016
 EDGES = [(p, n) for n in MODELS for p in LINEAGE[n].parents]                # the paper's graph: fine-tunes and the merge
@@ -112,3 +113,9 @@ def display_name(name: str) -> str:
     return LINEAGE[m].display + (f" (seed {seed})" if seed else "")
 
 DISPLAY = {n: display_name(n) for n in [r[0] for r in sae_runs()]}
+
+# %% ../nbs/00b_lineage.ipynb #d87ed53c
+def parent_nulls(parent: str, nulls: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], bool]:
+    "The seed pairs that calibrate transitions from `parent`, and whether they are pooled from other models."
+    own = [pc for pc in nulls if model_of(pc[0]) == model_of(parent)]
+    return (own, False) if own else (list(nulls), True)

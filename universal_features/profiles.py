@@ -9,6 +9,7 @@ from .config import (AutointerpConfig, CaseStudyConfig, Config, ConfigError, Dat
                                        MatchingConfig, MergeConfig, ModelConfig, ReleasedConfig, ReportConfig, RobustnessConfig, SAEConfig,
                                        TokenizerConfig, TrainConfig)
 from .config_rules import apply_overrides, validate
+from .lineage import CODE_DOMAINS, DOMAINS
 
 # %% auto #0
 __all__ = ['RELEASED_MODELS', 'PROFILES', 'DEFAULT_PROFILE', 'smoke_profile', 'cpu_profile', 'cpu_study_profile', 'gpu_profile',
@@ -42,13 +43,13 @@ def _domains(sizes: dict[str, float], sources: dict[str, list[str]], validation_
     "DomainConfig per domain, with the hub ids of the paper's corpora."
     return {d: DomainConfig(sources=list(sources[d]), hub_id=_HUB[d][0], hub_text_column=_HUB[d][1],
                             max_train_mb=sizes[d], validation_fraction=validation_fraction,
-                            max_doc_chars=0 if d in ("python", "lua") else 20_000)
-            for d in ("english", "python", "lua", "tinystories")}
+                            max_doc_chars=0 if d in CODE_DOMAINS else 20_000)
+            for d in DOMAINS}
 
 # %% ../nbs/00_profiles.ipynb #c0a1e041
 def smoke_profile() -> Config:
     "The whole pipeline in seconds on 2 cores: tiny corpora, tiny model, tiny SAE. Used by the tests."
-    doms = _domains(dict(english=0.3, python=0.3, lua=0.3, tinystories=0.3),
+    doms = _domains(dict.fromkeys(DOMAINS, 0.3),
                     dict(english=_BABYLM_FILES[:3] + _ENGLISH_REGISTRY[:1], python=["stdlib"], lua=_LUA_SMALL,
                          tinystories=_TINYSTORIES), validation_fraction=0.1)
     return Config(
@@ -88,7 +89,7 @@ def cpu_study_profile() -> Config:
 
 # %% ../nbs/00_profiles.ipynb #c0a1e045
 def gpu_profile() -> Config:
-    "The paper's architecture (d 512, 16/8 heads, d_mlp 1024, context 256, batch 64, SAE 16384) on the offline corpora."
+    "The paper's architecture and tokenizer (d 512, 16/8 heads, d_mlp 1024, context 256, batch 64, Mistral-7B-v0.1's 32k, SAE 16384) on the offline corpora."
     # Python is capped near the size of English: the base model trains on the two matched by tokens, so more Python
     # would never be read (the uncapped corpus has 28 M tokens against English's 11 M).
     doms = _domains(dict(english=0.0, python=45.0, lua=0.0, tinystories=0.0),
@@ -97,7 +98,10 @@ def gpu_profile() -> Config:
     return Config(
         profile="gpu",
         data=DataConfig(**doms),
-        tokenizer=TokenizerConfig(vocab_size=8192, sample_mb_per_domain=10.0),
+        # §2.1: Mistral-7B-v0.1's tokenizer, offline: the data stage copies its model file from the PyPI package mistral-common
+        # (nbs/01c_tokenizer.ipynb). With it the model has the paper's 35,128,832 parameters. The 8,192-token BPE of our own
+        # that this profile trained before: --set tokenizer.pretrained= --set tokenizer.vocab_size=8192 (10 MB per domain)
+        tokenizer=TokenizerConfig(vocab_size=32000, pretrained="mistralai/Mistral-7B-v0.1", sample_mb_per_domain=10.0),
         model=ModelConfig(d_model=512, n_heads=16, n_kv_heads=8, d_mlp=1024, context_length=256),
         train=TrainConfig(lr=6e-4, weight_decay=0.1, warmup_steps=100, epochs=1.0, batch_size=64,
                           checkpoint_every=1000, eval_every=500, log_every=20),
@@ -112,16 +116,17 @@ def gpu_profile() -> Config:
     )
 
 def paper_shape_profile() -> Config:
-    "Exactly the gpu profile's shapes (d 512, 16/8 heads, d_mlp 1024, context 256, vocab 8192, SAE 16384) on tiny budgets: CI's check."
+    "Exactly the gpu profile's shapes and tokenizer (d 512, 16/8 heads, d_mlp 1024, context 256, vocab 32000, SAE 16384) on tiny budgets: CI's check."
     cfg = gpu_profile()
-    doms = _domains(dict(english=0.5, python=0.5, lua=0.5, tinystories=0.5),
+    doms = _domains(dict.fromkeys(DOMAINS, 0.5),
                     dict(english=_BABYLM_FILES[:3] + _ENGLISH_REGISTRY[:1], python=["stdlib"], lua=_LUA_SMALL,
                          tinystories=_TINYSTORIES), validation_fraction=0.1)
     # 8 validation blocks per domain in the evaluation tables: three d-512 models on every block took half the train stage
     steps = dict(checkpoint_every=1000, eval_every=1000, log_every=1, batch_size=4, warmup_steps=1, eval_blocks=8)
     return Config(
         profile="paper-shape", data=DataConfig(**doms),
-        tokenizer=TokenizerConfig(vocab_size=cfg.tokenizer.vocab_size, sample_mb_per_domain=0.5), model=cfg.model,
+        tokenizer=TokenizerConfig(vocab_size=cfg.tokenizer.vocab_size, pretrained=cfg.tokenizer.pretrained, sample_mb_per_domain=0.5),
+        model=cfg.model,
         train=TrainConfig(lr=1e-3, max_steps=6, **steps), finetune=TrainConfig(lr=5e-4, weight_decay=0.01, max_steps=3, **steps),
         merge=MergeConfig(sweep_step=0.25, lerp_step=0.5, sweep_eval_blocks=4),
         # the gpu profile's SAE shape; no null-control seeds (they add pairs of the same shape, which smoke covers)
@@ -136,8 +141,7 @@ def paper_shape_profile() -> Config:
 # %% ../nbs/00_profiles.ipynb #c0a1e047
 def paper_profile() -> Config:
     "The paper's data (HF Hub) and hyperparameters exactly as in paper_notes §2–§6; needs the Hub."
-    doms = _domains(dict(english=0.0, python=0.0, lua=0.0, tinystories=0.0),
-                    dict(english=[], python=[], lua=[], tinystories=[]), validation_fraction=0.2)
+    doms = _domains(dict.fromkeys(DOMAINS, 0.0), {d: [] for d in DOMAINS}, validation_fraction=0.2)
     for d in doms.values(): d.max_doc_chars = 0
     return Config(
         profile="paper",

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-from matplotlib.patches import FancyBboxPatch
-
+from .design import _crossing_where, _pct
 from .files import Table
-from .lineage import (CROSSING_MERGE, EDGES, LINEAGE, MERGED, MODELS, NULL_PAIRS, OWN_DOMAINS, SAE_MIXTURES, TRANSITIONS,
-                                        VARIANTS, display_name, model_of)
-from .matching import _flow_positions
+from .lineage import (CROSSING_MERGE, EDGES, LINEAGE, MERGED, MODELS, NULL_PAIRS, OWN_DOMAINS, ROOT, TRANSITIONS,
+                                        VARIANTS, display_name)
 from .merge import PAPER_SWEEP, crossing_point
 from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, MIXED, few_persist_verdict, transition_kind, transition_verdict
 from .run import Stage, corpora_are_papers
 
 # %% auto #0
-__all__ = ['STAGE', 'RAW_BOUND', 'headline', 'toy_results', 'claim_few_persist', 'claim_generic', 'claim_assignment',
-           'claim_exception', 'claim_crossing', 'claim_verdicts', 'provenance_rows', 'merge_sentence',
-           'merge_points_rows', 'robustness_parts', 'models_sentence', 'released_merge_sentence', 'build_report',
-           'plot_design']
+__all__ = ['STAGE', 'RAW_BOUND', 'METHOD_A_RULES', 'headline', 'toy_results', 'claim_few_persist', 'claim_generic',
+           'claim_assignment', 'claim_exception', 'claim_crossing', 'claim_verdicts', 'method_a_effect',
+           'provenance_rows', 'merge_sentence', 'merge_points_rows', 'robustness_parts', 'models_sentence',
+           'released_merge_sentence', 'build_report']
 
 # %% ../nbs/11_report.ipynb #c539b6e4
 def headline(results: dict) -> str:
@@ -70,9 +67,6 @@ def toy_results(persist=0.15, null=0.6, generic_p=(0.01, 0.01, 0.01, 0.2), unive
                        "backend_label": "OFFLINE PROXY", "is_proxy": True},
         "tokenizer": {"tokens": {"lua": {"train": 1000, "validation": 100}}, "vocab_size": 4096, "tokenizer_sha256": "ab" * 32},
     }
-
-# %% ../nbs/11_report.ipynb #f43f3dea
-def _pct(x: float) -> str: return f"{100 * x:.1f} %"
 
 # %% ../nbs/11_report.ipynb #ac0c0014
 RAW_BOUND = 0.5   # the paper's reading: "few" = fewer than half of the parent's alive features persist
@@ -195,6 +189,48 @@ def claim_verdicts(results: dict) -> list[dict]:
     rows += [claim_generic(cs), claim_assignment(cs), claim_exception(cs), claim_crossing(results["merge"])]
     return [{"raw reading": "–", "sensitivity": "–", **r} for r in rows]
 
+# %% ../nbs/11_report.ipynb #3fcc923b
+METHOD_A_RULES = (("method_a", "authors' rule (> 1 shared string)"), ("method_a_min", "minimum-support rule"))
+
+def _few_under(rb: dict, mt: dict, kind: str, rule: str, authors: bool) -> str | None:
+    "The few-persist verdict of one kind under one Method A rule, on our shared set or the authors' datasets (None: no rows)."
+    rows = ([r for r in mt.get("method_a", []) if r["rule"] == rule and r["parent_data"] != "shared"] if authors
+            else [r for r in rb["normalised"] if r["method"] == rule])
+    rows = [r for r in rows if transition_kind(r["child"]) == kind]
+    return _judge(rows, *(("ratio_low", "ratio_high") if authors else ("low", "high")), rb["bound"], kind) if rows else None
+
+def method_a_effect(results: dict, scores: dict) -> list[dict]:
+    """Per claim (in `claim_verdicts` order): its verdict under Method A and whether that changes ours; `scores` is the
+    matching stage's `method_scores.npz` (each method's best partner score per parent feature)."""
+    mt, cs, rb = results["matching"], results["case_studies"], results["robustness"]
+    tau, claims, out = mt["threshold"], claim_verdicts(results), []
+    hit = lambda p, c, rule, f: f"{p}->{c}:{rule}" in scores and float(scores[f"{p}->{c}:{rule}"][f]) >= tau
+    a, e = cs["assignment"], cs["exception"]
+    lua = next(c for p, c in EDGES if p == ROOT and "lua" in OWN_DOMAINS.get(c, ()))
+    for i, claim in enumerate(claims):
+        by = {}
+        for rule, label in METHOD_A_RULES:
+            if i < 2:
+                kind = (FINE_TUNING, MERGING)[i]
+                by |= {f"{label}, our set": _few_under(rb, mt, kind, rule, False),
+                       f"{label}, the authors' datasets": _few_under(rb, mt, kind, rule, True)}
+            elif claim["claim"] == claim_assignment(cs)["claim"]:
+                cands = a.get("candidates") or [{"feature": a["feature"][ROOT]}]
+                by[label] = HOLDS if any(all(hit(ROOT, m, rule, c["feature"]) for m in a["feature"] if m != ROOT) for c in cands) else FAILS
+            elif claim["claim"] == claim_exception(cs)["claim"]:
+                ok = [c for c in e.get("candidates", [e]) if c["f1"] >= 0.3]
+                by[label] = INCONCLUSIVE if not ok else FAILS if any(hit(ROOT, lua, rule, c["feature"]) for c in ok) else HOLDS
+        by = {k: v for k, v in by.items() if v is not None}
+        if not by:
+            why = ("no feature matching enters this claim" if claim["claim"] == claim_crossing(results["merge"])["claim"]
+                   else "judged on max-corr partners only (case-studies stage); not judged under Method A")
+            out.append({"claim": claim["claim"], "verdict": claim["verdict"], "under Method A": "–", "changes the verdict?": why})
+            continue
+        changed = [k for k, v in by.items() if v != claim["verdict"]]
+        out.append({"claim": claim["claim"], "verdict": claim["verdict"], "under Method A": "; ".join(f"{k}: {v}" for k, v in by.items()),
+                    "changes the verdict?": ("yes, " + "; ".join(changed)) if changed else "no: every rule gives the same verdict"})
+    return out
+
 # %% ../nbs/11_report.ipynb #8d02a956
 def _md(rows: list[dict], cols: list[str]) -> str: return Table(rows, cols, align="l" * len(cols)).markdown().rstrip()
 
@@ -213,14 +249,6 @@ def provenance_rows(manifest: dict, cfg) -> list[dict]:
         rows.append({"domain": d, "paper's corpus": getattr(cfg.data, d).hub_id, "ours": srcs, "role": info["role"],
                      "train / validation docs": f"{info['train_documents']:,} / {info['validation_documents']:,}"})
     return rows
-
-# %% ../nbs/11_report.ipynb #r11w0001
-def _crossing_where(mg: dict) -> str:
-    "Where the merge beside the paper's sits: at our raw accuracy crossing t*, or mid-path when the curves do not cross."
-    t = mg.get("t_crossing_merge")
-    if t is None: return "at our raw accuracy crossing t\\*"
-    return (f"at our raw accuracy crossing t\\* = {t:.3f}" if mg.get("t_star_accuracy") is not None
-            else f"at t = {t:.3f} (our accuracy curves do not cross: the middle of the path)")
 
 # %% ../nbs/11_report.ipynb #ac0c0033
 def merge_sentence(mg: dict) -> str:
@@ -261,7 +289,7 @@ def robustness_parts(rb: dict, tables: Path, fig) -> list[str]:
                                               "`--set robustness.sae_variants=topk,width:4,tokens:0.5` adds them."])
     else:
         parts.append("The robustness study (fine-tune checkpoints, the paper's lr, SLERP t, SAE settings) was not run in this "
-                     "profile: `python -m universal_features.reproduce --profile cpu-study --run-dir runs/cpu` adds it.")
+                     "profile: `uf-reproduce --profile cpu-study --run-dir runs/cpu` adds it.")
     return parts + ["### Evidence per claim", _read(tables / "robustness_evidence.md")]
 
 # %% ../nbs/11_report.ipynb #r1e0c001
@@ -285,8 +313,8 @@ def released_merge_sentence(rm: dict) -> str:
 
 # %% ../nbs/11_report.ipynb #ac0c0036
 def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds: dict[str, float],
-                 figures_rel: str = "../figures") -> str:
-    "The whole REPRODUCTION.md text."
+                 figures_rel: str = "../figures", method_a: list[dict] | None = None) -> str:
+    "The whole REPRODUCTION.md text; `method_a`: `method_a_effect` rows, where the run has Method A."
     claims = claim_verdicts(results)
     mg, cs, ai, mt = results["merge"], results["case_studies"], results["autointerp"], results["matching"]
     tok = results["tokenizer"]["tokens"]
@@ -311,6 +339,12 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
         "computed, not chosen). *Raw reading*: the paper's (shares of the own SAEs); *verdict*: ours (calibrated against "
         "the seed null, intervals from the paired bootstrap over every seed pair); *sensitivity*: robust if the verdict "
         "is the same at every τ of `matching.sensitivity_taus` and with every matching method, else what flips it.",
+        *(["### Would the paper's matching method change a verdict?",
+           "Each claim judged again with the authors' Method A (mean activation when active per token string, Pearson r "
+           "over the strings both features fired on) in place of max-corr: its literal rule (> 1 shared string) and our "
+           "minimum-support rule, on our shared set and on the authors' per-transition datasets (table below, under "
+           "*Does the matching method matter?*).", _md(method_a, ["claim", "verdict", "under Method A", "changes the verdict?"])]
+          if method_a else []),
         "## Data: the paper's corpora and ours",
         _md(provenance_rows(manifest, cfg), ["domain", "paper's corpus", "ours", "role", "train / validation docs"]),
         _md(tok_rows, ["domain", "train tokens", "validation tokens"]),
@@ -338,6 +372,9 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
            "persisting set; where the dictionaries are small enough, the exact dense one-to-one assignment beside the "
            "sparse one (`nbs/06_matching.ipynb`).", _read(tables / "matching_method_agreement.md")]
           if (tables / "matching_method_agreement.md").exists() else []),
+        *(["Method A, the authors' matching by token strings (`nbs/05f_method_a.ipynb`), per transition on our shared set "
+           "and on the datasets each of the authors' configurations read, each with its own seed null:",
+           _read(tables / "method_a.md")] if (tables / "method_a.md").exists() else []),
         "### Are persisting features generic?", _read(tables / "generic_features.md"),
         *robustness_parts(results["robustness"], tables, fig),
         "## Case studies (Figures 3 and 4)",
@@ -361,67 +398,3 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
         "Wall times are those of each stage's latest execution on the machine that ran it (`runs/<profile>/.stages`).",
     ]
     return "\n\n".join(parts) + "\n"
-
-# %% ../nbs/11_report.ipynb #e18a0002
-def _domains_text(domains) -> str:
-    "Training domains as a figure names them: 'English + Python'."
-    names = {"english": "English", "python": "Python", "lua": "Lua", "tinystories": "TinyStories"}
-    return " + ".join(names.get(d, d.capitalize()) for d in domains)
-
-# %% ../nbs/11_report.ipynb #e18a0004
-def _sae_domains(model: str) -> tuple[str, ...]:
-    "The domains of the data an SAE of `model` is trained on: the base model's data plus every fine-tuning domain above it."
-    return tuple(d for part in SAE_MIXTURES[model] for d in OWN_DOMAINS.get(part, (part,)))
-
-# %% ../nbs/11_report.ipynb #e18a0006
-def _persist_shares(results: dict) -> dict[tuple[str, str], float]:
-    "(parent SAE, child SAE) → share of the parent's alive features that persist (max-correlation rows of results.json)."
-    rows = results.get("matching", {}).get("transitions", [])
-    return {(r["parent"], r["child"]): r["persist_share_alive"] for r in rows if r.get("method") == "max_corr"}
-
-# %% ../nbs/11_report.ipynb #e18a0008
-def plot_design(results: dict, title: str):
-    "Figure 1: the models by generation, how each was made, the SAE on each, and how many features persist along each transition."
-    pos, shares = _flow_positions(), _persist_shares(results)                    # the paper's design, with its merge
-    t_used, saes, tau = results.get("merge", {}).get("t_used"), results.get("sae", {}), results.get("matching", {}).get("threshold")
-    mg = results.get("merge", {})
-    nulls = {pc: s for pc, s in shares.items() if pc[0] != pc[1] and model_of(pc[1]) == pc[0]}
-    w, h = 0.46, 0.13                                              # a model's box, in axes data units
-    fig, ax = plt.subplots(figsize=(11, 5.0))
-    ax.set_xlim(min(x for x, _ in pos.values()) - 0.45, max(x for x, _ in pos.values()) + 0.45); ax.set_ylim(0.1, 0.98); ax.axis("off")
-    label_box = dict(boxstyle="round,pad=0.25", fc="white", ec="none", alpha=0.92)
-    for p, c in [(p, c) for p, c in TRANSITIONS if p in pos and c in pos]:   # arrows first, so boxes and labels sit on top
-        (x0, y0), (x1, y1) = pos[p], pos[c]
-        made = (p, c) in EDGES
-        ax.annotate("", xy=(x1 - w / 2, y1), xytext=(x0 + w / 2, y0),
-                    arrowprops=dict(arrowstyle="-|>", color="#444444" if made else "#999999", lw=1.6 if made else 1.1,
-                                    ls="-" if made else (0, (4, 3)), shrinkA=0, shrinkB=0, mutation_scale=14))
-        merge_of = LINEAGE[c].merge_of
-        if not made: lines = ["matched directly"]
-        elif merge_of: lines = ["SLERP" + (f", t = {t_used:.2f}" if t_used is not None else ""), f"({display_name(p)} is t = {merge_of.index(p)})"]
-        else: lines = [f"fine-tune on {_domains_text(LINEAGE[c].domains)}"]
-        if (p, c) in shares: lines.append(f"persist {_pct(shares[(p, c)])}")
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2, "\n".join(lines), ha="center", va="center", fontsize=8.5, linespacing=1.3,
-                color="black" if made else "#555555", bbox=label_box, zorder=3)
-    for n, (x, y) in pos.items():
-        m = LINEAGE[n]
-        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0,rounding_size=0.025", fc=m.colour, ec="none", zorder=4))
-        ax.text(x, y, display_name(n), ha="center", va="center", color="white", weight="bold", fontsize=12, zorder=5)
-        d_sae, seeds = saes.get(n, {}).get("d_sae"), 1 + sum(p == n for p, _ in nulls)
-        badge = "SAE" + (f" · {d_sae:,} latents" if d_sae else "") + (f" · {seeds} seeds" if seeds > 1 else "")
-        ax.text(x, y + h / 2 + 0.015, badge + "\non " + _domains_text(_sae_domains(n)), ha="center", va="bottom", fontsize=7.5,
-                linespacing=1.25, bbox=dict(boxstyle="round,pad=0.3", fc="white", ec=m.colour, lw=1.3), zorder=5)
-        if not m.parents:
-            ax.text(x, y - h / 2 - 0.025, "pre-trained on\n" + _domains_text(m.domains), ha="center", va="top", fontsize=8.5, style="italic")
-    notes = ["persist: share of the parent SAE's alive features whose best-correlated child feature reaches "
-             + (f"r ≥ τ = {tau}" if tau is not None else "r ≥ τ") + " on shared evaluation tokens (max correlation)."]
-    if nulls:
-        notes.append("Seed-control null (two SAE seeds of one model): "
-                     + ", ".join(f"{display_name(p)} vs {display_name(c)} {_pct(s)}" for (p, c), s in nulls.items()) + ".")
-    if beside := {p: s for (p, c), s in shares.items() if c == CROSSING_MERGE and p in LINEAGE}:   # own SAEs
-        notes.append(f"Beside it, {display_name(CROSSING_MERGE)}: the same SLERP {_crossing_where(mg).replace(chr(92), '')}, with its own SAE; "
-                     "persist from " + ", ".join(f"{display_name(p)} {_pct(s)}" for p, s in beside.items()) + ".")
-    fig.text(0.01, 0.012, "\n".join(notes), fontsize=7.5, va="bottom", color="#333333")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.02 + 0.025 * len(notes), 1, 1))
-    return fig

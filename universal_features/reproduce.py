@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import asyncio
 import hashlib
 import importlib
 import json
@@ -20,25 +19,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipykernel.kernelspec import install
-from jupyter_client import AsyncKernelManager
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from jupyter_core.paths import jupyter_runtime_dir
-from traitlets import CaselessStrEnum, default
-
 from .config import Config, ConfigError, config_hash
 from .profiles import DEFAULT_PROFILE, PROFILES
 from .files import atomic_path, atomic_write_text, sha256_file
+from .kernels import LocalKernelManager, WarmKernel, ensure_kernel
 from .run import REPO_ROOT, Run, Stage, open_run
 
 # %% auto #0
-__all__ = ['KERNEL_NAME', 'RUNNER_RECORDS', 'StageNotebook', 'discover_stages', 'package_imports', 'stage_inputs', 'stage_keys',
+__all__ = ['RUNNER_RECORDS', 'StageNotebook', 'discover_stages', 'package_imports', 'stage_inputs', 'stage_keys',
            'stage_is_current', 'file_states', 'written_since', 'damaged_outputs', 'rerun_reason', 'output_owners',
-           'ensure_kernel', 'LocalKernelManager', 'WarmKernel', 'preload', 'stage_summary', 'small_png',
-           'stable_outputs', 'write_back', 'import_papermill', 'run_pipeline', 'main']
-
-# %% ../nbs/00d_reproduce.ipynb #r0a0c001
-KERNEL_NAME = "universal-features"
+           'preload', 'stage_summary', 'small_png', 'stable_outputs', 'write_back', 'import_papermill', 'run_pipeline',
+           'main']
 
 # %% ../nbs/00d_reproduce.ipynb #ac41eaf7
 _NB_RE = re.compile(r"^\d\d[a-z]?_.+\.ipynb$")
@@ -177,71 +168,6 @@ def output_owners(root: Path, names: list[str]) -> dict[str, str]:
         if m.exists():
             for rel in json.loads(m.read_text()).get("outputs") or {}: owners[rel] = name
     return owners
-
-# %% ../nbs/00d_reproduce.ipynb #a8576706
-def ensure_kernel() -> str:
-    "Register this interpreter as a Jupyter kernel (papermill needs a named kernel): in its own prefix, else per user."
-    try:
-        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
-        if Path(spec.argv[0]).resolve() == Path(sys.executable).resolve(): return KERNEL_NAME
-    except NoSuchKernel: pass
-    errors = []
-    for where in (dict(prefix=sys.prefix), dict(user=True)):
-        try:
-            install(kernel_name=KERNEL_NAME, display_name="Python (universal_features)", **where)
-            return KERNEL_NAME
-        except OSError as e: errors.append(f"{e.filename or where}: {e.strerror or e}")
-    raise RuntimeError(f"cannot register the Jupyter kernel {KERNEL_NAME!r} ({'; '.join(errors)}); run from a "
-                       "virtual environment you can write to (bash scripts/setup.sh makes .venv), or set JUPYTER_DATA_DIR "
-                       "to a writable folder")
-
-# %% ../nbs/00d_reproduce.ipynb #r0a0c102
-class LocalKernelManager(AsyncKernelManager):
-    "A kernel manager whose kernels listen on IPC sockets in Jupyter's runtime folder, not on TCP ports."
-    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-
-    @default("ip")
-    def _ip_default(self):
-        "IPC socket files under Jupyter's runtime folder (jupyter_client's default, 'kernel-ipc', lands in the cwd: nbs/)."
-        if self.transport != "ipc": return "127.0.0.1"
-        d = Path(jupyter_runtime_dir()); d.mkdir(parents=True, exist_ok=True)
-        return str(d / f"uf-kernel-{os.getpid()}-{id(self):x}-ipc")
-
-# %% ../nbs/00d_reproduce.ipynb #r0a0c131
-class WarmKernel:
-    "A kernel started in a background thread, in `cwd`, that has imported `modules`; `take()` waits for it."
-    def __init__(self, kernel_name: str, cwd: Path, modules: tuple[str, ...] = (), timeout: float = 600):
-        self.km, self.error = LocalKernelManager(kernel_name=kernel_name), None
-        self._thread = threading.Thread(target=self._start, args=(str(cwd), modules, timeout), daemon=True)
-        self._thread.start()
-
-    def _start(self, cwd: str, modules: tuple[str, ...], timeout: float) -> None:
-        async def start():
-            await self.km.start_kernel(cwd=cwd)
-            kc, code = self.km.client(), f"import {', '.join(modules)}"
-            kc.start_channels()
-            try:
-                await kc.wait_for_ready(timeout=timeout)
-                if modules:   # silent: no execution count, no output; the notebook's own imports then cost nothing
-                    reply = await kc.execute_interactive(code, silent=True, store_history=False, output_hook=lambda msg: None,
-                                                         timeout=timeout)
-                    if reply["content"]["status"] != "ok":
-                        raise RuntimeError(f"{code}: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
-            finally: kc.stop_channels()
-        try: asyncio.run(start())
-        except Exception as e: self.error = e
-
-    def take(self) -> LocalKernelManager | None:
-        "The ready kernel's manager; None when it failed (its kernel is then shut down)."
-        self._thread.join()
-        if self.error is None and self.km.has_kernel: return self.km
-        self.shutdown(); return None
-
-    def shutdown(self) -> None:
-        "Stop the kernel (gracefully: it may still write its history), once it has started."
-        self._thread.join()
-        if self.km.has_kernel:   # on a thread of its own, as the start: asyncio.run cannot nest in a running loop (Jupyter)
-            t = threading.Thread(target=asyncio.run, args=(self.km.shutdown_kernel(),)); t.start(); t.join()
 
 # %% ../nbs/00d_reproduce.ipynb #r0a0c133
 def preload(sn: StageNotebook) -> tuple[str, ...]:
@@ -416,8 +342,8 @@ def run_pipeline(profile: str = DEFAULT_PROFILE, overrides: list[str] | None = N
 
 # %% ../nbs/00d_reproduce.ipynb #65b7fe20
 def main(argv: list[str] | None = None) -> int:
-    "Command-line entry point: python -m universal_features.reproduce --profile cpu …"
-    ap = argparse.ArgumentParser(prog="python -m universal_features.reproduce",
+    "The command line (the console script `uf-reproduce`): uf-reproduce --profile cpu …"
+    ap = argparse.ArgumentParser(prog="uf-reproduce",
                                  description="Regenerate every figure and table by executing the stage notebooks.")
     ap.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)} (default {DEFAULT_PROFILE})")
     ap.add_argument("--only", metavar="STAGE", help="run this stage only")
@@ -435,6 +361,3 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RuntimeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr); return 1
     return 0
-
-if __name__ == "__main__" and Path(sys.argv[0]).name == "reproduce.py":  # python -m universal_features.reproduce, not a notebook
-    sys.exit(main())

@@ -17,30 +17,28 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .autoencoder import load_sae
 from .config import SAEConfig
 from .files import compute_once, sha256_file
 from .lineage import (CROSSING_MERGE, LINEAGE, MERGE_ENDPOINTS, MERGED, MERGES, MODELS, VARIANTS, display_name,
-                                        model_of, sae_runs)
+                                        model_of, parent_nulls, sae_runs)
+from .loaders import load_run_mixture, load_run_model, load_unit
 from .matching import match_pairs
 from .merge import merged_model
-from .model import LanguageModel, load_model, save_model
+from .model import load_model, save_model
 from .run import OPTIMIZER_PRELOAD, Run, Stage
 from .sae import train_run_sae
-from .tokenizer import load_mixture
 from .train import evaluate, model_key, total_steps, train_lm
 
 # %% auto #0
 __all__ = ['HOLDS', 'FAILS', 'INCONCLUSIVE', 'METHODS', 'STAGE', 'MIXED', 'FINE_TUNING', 'MERGING', 'SEED_INDEX', 'headline',
-           'share', 'parent_nulls', 'normalised_rows', 'transition_kind', 'transition_verdict', 'few_persist_verdict',
+           'share', 'normalised_rows', 'transition_kind', 'transition_verdict', 'few_persist_verdict',
            'normalised_sweep', 'plot_normalised', 'snapshot_steps', 'weight_angle', 'train_snapshots',
-           'persistence_into', 'study_sae', 'unit', 'trajectory_rows', 'strength_answer', 'plot_trajectory',
-           'merge_rows', 'plot_merge_flow', 'variant_config', 'variant_rows', 'reference_variant_row', 'recommend',
-           'evidence_rows']
+           'persistence_into', 'study_sae', 'trajectory_rows', 'strength_answer', 'plot_trajectory', 'merge_rows',
+           'plot_merge_flow', 'variant_config', 'variant_rows', 'reference_variant_row', 'recommend', 'evidence_rows']
 
 # %% ../nbs/10_robustness.ipynb #r10a0004
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"   # the report's verdict words
-METHODS = ("max_corr", "token_profile", "hungarian", "decoder_cosine")
+METHODS = ("max_corr", "token_profile", "hungarian", "decoder_cosine", "method_a", "method_a_min")   # method_a: the authors' (05e)
 
 def headline(results: dict) -> str:
     "The stage's one line: max-correlation persistence ÷ seed null per transition, and the verdict."
@@ -56,12 +54,6 @@ STAGE = Stage("robustness", reads=("robustness",), needs=("matching",), summary=
 def share(score: np.ndarray, alive: np.ndarray, tau: float) -> float:
     "Share of alive features whose best partner score is ≥ τ."
     return float(((score >= tau) & alive).sum() / max(alive.sum(), 1))
-
-# %% ../nbs/10_robustness.ipynb #r10a0014
-def parent_nulls(parent: str, nulls: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], bool]:
-    "The seed pairs that calibrate transitions from `parent`, and whether they are pooled from other models."
-    own = [pc for pc in nulls if model_of(pc[0]) == model_of(parent)]
-    return (own, False) if own else (list(nulls), True)
 
 # %% ../nbs/10_robustness.ipynb #r10a0019
 def normalised_rows(scores: dict, calibrated: list[dict], edges: list[tuple[str, str]], nulls: list[tuple[str, str]], tau: float) -> list[dict]:
@@ -129,14 +121,15 @@ def plot_normalised(rows: list[dict], sweep: list[dict], bound: float, title: st
     colors = dict(zip(METHODS, sns.color_palette("colorblind", len(METHODS))))
     for j, method in enumerate(METHODS):
         rs = [next(r for r in rows if (r["parent"], r["child"]) == e and r["method"] == method) for e in edges]
-        x = np.arange(len(edges)) + (j - 1.5) * 0.18
+        x = np.arange(len(edges)) + (j - (len(METHODS) - 1) / 2) * 0.8 / len(METHODS)
         y = np.array([r["normalised"] for r in rs])
         err = np.array([[r["normalised"] - r["low"] for r in rs], [r["high"] - r["normalised"] for r in rs]]).clip(0)
         ax.errorbar(x, y, yerr=err, fmt="o", color=colors[method], capsize=3, label=f"{method} ({rs[0]['interval']})")
     # the two reference lines are named in the legend: a label on the axes ran into some transition's interval
     ax.axhline(1, color="0.3", lw=1, ls="--", label="1: as similar as two seeds")
     ax.axhline(bound, color="C3", lw=1, ls=":", label=f"verdict bound {bound}")
-    ax.set_xticks(range(len(edges)), [f"{display_name(p)} → {display_name(c)}" for p, c in edges], fontsize=7.5, rotation=35, ha="right", rotation_mode="anchor")
+    ax.set_xticks(range(len(edges)), [f"{display_name(p)} → {display_name(c)}" for p, c in edges], fontsize=7.5, rotation=35, ha="right",
+                  rotation_mode="anchor")
     ax.set_ylabel("persistence ÷ parent's seed null"); ax.set_ylim(bottom=0)
     # legends below the axes: inside, one of them covered a transition's interval whichever corner it took
     ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.45), frameon=False)   # below the slanted names
@@ -171,7 +164,7 @@ def weight_angle(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
 def train_snapshots(run: Run, lr: float, fractions, folder: Path, device="cpu") -> dict:
     "Fine-tune Lua from the base at `lr` (the run's fine-tune otherwise) and save the model at each fraction of its steps."
     cfg, tok = run.config, run.results()["tokenizer"]
-    blocks = load_mixture(run.root, "lm", "lua", "train", seed=cfg.data.seed)
+    blocks = load_run_mixture(run, "lm", "lua", "train", seed=cfg.data.seed)
     tc = replace(cfg.finetune, lr=lr)
     total = total_steps(len(blocks), tc)
     steps, unit = snapshot_steps(total, fractions)
@@ -207,25 +200,19 @@ def study_sae(run: Run, name: str, model_name: str, model_dir: Path, sc: SAEConf
     metrics = train_run_sae(run, name, model_name, MODELS.index(model_name), device, sc, model_dir, folder)
     return metrics, folder
 
-# %% ../nbs/10_robustness.ipynb #r10a0039
-def unit(model_dir: Path, sae_dir: Path, d_mlp: int, device="cpu") -> tuple[LanguageModel, object]:
-    "A (model, SAE) pair from folders."
-    return load_model(model_dir).to(device).eval(), load_sae(sae_dir, d_mlp).to(device)
-
 # %% ../nbs/10_robustness.ipynb #r10a0040
 def trajectory_rows(run: Run, lr: float, fractions, blocks: np.ndarray, evals: dict[str, np.ndarray], null_mean: float,
                     device="cpu") -> list[dict]:
     "Per snapshot of a Lua fine-tune at `lr`: step, angle to the base, losses, persistence from the base, normalised."
-    cfg = run.config
     folder = run.stage_dir("robustness") / f"lua-lr{lr:g}"
     snaps = train_snapshots(run, lr, fractions, folder, device)
-    base = run.load_model("base")
-    units, rows, run_lua = {"base": run.load_unit("base", device)}, [], sha256_file(run.model_dir("lua") / "model.safetensors")
+    base = load_run_model(run, "base")
+    units, rows, run_lua = {"base": load_unit(run, "base", device)}, [], sha256_file(run.model_dir("lua") / "model.safetensors")
     for f, step in snaps["steps"].items():
         mdir = folder / f
         _, sdir = study_sae(run, f"lua-lr{lr:g}-{f}", "lua", mdir, device=device)
-        units[f] = unit(mdir, sdir, cfg.model.d_mlp, device)
-        model = load_model(mdir)
+        units[f] = load_unit(run, sdir, device, model=mdir)
+        model = load_run_model(run, mdir)
         losses = {d: evaluate(model, b, device=device)["loss"] for d, b in evals.items()}
         same = sha256_file(mdir / "model.safetensors") == run_lua
         rows.append({"lr": lr, "fraction": float(f), "step": step, "angle_to_base": weight_angle(base.state_dict(), model.state_dict()),
@@ -271,16 +258,16 @@ def merge_rows(run: Run, ts, blocks: np.ndarray, null_means: dict[str, float], d
     "Per SLERP t (and both merges' t): the share of the Lua and the TinyStories features that persist into the merge, raw and ÷ the seed null."
     cfg, mg = run.config, run.results()["merge"]
     points = {float(mg["t_crossing_merge"]): CROSSING_MERGE, float(mg["t_used"]): MERGED}   # the paper's merge wins a tie
-    a, b = (run.load_model(n) for n in MERGE_ENDPOINTS)
-    units = {n: run.load_unit(n, device) for n in MERGE_ENDPOINTS}
+    a, b = (load_run_model(run, n) for n in MERGE_ENDPOINTS)
+    units = {n: load_unit(run, n, device) for n in MERGE_ENDPOINTS}
     names = {}
     for t in sorted(set(float(t) for t in ts) | set(points)):
         if t in (0.0, 1.0): names[t] = MERGE_ENDPOINTS[int(t)]; continue
-        if t in points: names[t] = points[t]; units[points[t]] = run.load_unit(points[t], device); continue
+        if t in points: names[t] = points[t]; units[points[t]] = load_unit(run, points[t], device); continue
         mdir = run.stage_dir("robustness") / "merges" / f"t{t:.3f}"
         if not (mdir / "model.safetensors").exists(): save_model(merged_model(a, b, t, cfg.merge.method)[0], mdir)
         _, sdir = study_sae(run, f"slerp-t{t:.3f}", MERGED, mdir, device=device)
-        names[t] = f"slerp-t{t:.3f}"; units[names[t]] = unit(mdir, sdir, cfg.model.d_mlp, device)
+        names[t] = f"slerp-t{t:.3f}"; units[names[t]] = load_unit(run, sdir, device, model=mdir)
     pairs = [(p, n) for n in dict.fromkeys(names.values()) for p in MERGE_ENDPOINTS if p != n]
     pers = persistence_into(run, pairs, units, blocks, device)
     rows = []
@@ -299,10 +286,10 @@ def plot_merge_flow(rows: list[dict], null_means: dict[str, float], title: str):
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     rs = sorted(rows, key=lambda r: r["t"])
-    for k, p in enumerate(MERGE_ENDPOINTS):
+    for p in MERGE_ENDPOINTS:                                                   # in the lineage's colours, as every figure
         pts = [(r["t"], r[f"from_{p}"]) for r in rs if r["model"] != p]
-        ax.plot(*zip(*pts), marker="o", color=f"C{k}", label=f"{display_name(p)} features in the merge")
-        ax.axhline(null_means[p], color=f"C{k}", lw=1, ls=":", label=f"{display_name(p)} seed null")
+        ax.plot(*zip(*pts), marker="o", color=LINEAGE[p].colour, label=f"{display_name(p)} features in the merge")
+        ax.axhline(null_means[p], color=LINEAGE[p].colour, lw=1, ls=":", label=f"{display_name(p)} seed null")
     for r in (r for r in rs if r["model"] in MERGES):   # both merges: the paper's at the authors' point, its variant at t*
         ax.axvline(r["t"], color=LINEAGE[r["model"]].colour, lw=1.2, ls="--", label=f"t = {r['t']:.3f} ({display_name(r['model'])})")
     ax.set_xlabel(f"SLERP t (0 = {display_name(MERGE_ENDPOINTS[0])}, 1 = {display_name(MERGE_ENDPOINTS[1])})")
@@ -335,7 +322,7 @@ def variant_rows(run: Run, variants, blocks: np.ndarray, device="cpu") -> list[d
             name, model = own.replace(model_of(own), f"{model_of(own)}-{tag}", 1), model_of(own)
             folder = run.stage_dir("robustness") / "saes" / name
             metrics[name] = train_run_sae(run, name, model, SEED_INDEX[own], device, sc, run.model_dir(model), folder)
-            units[name] = unit(run.model_dir(model), folder, cfg.model.d_mlp, device)
+            units[name] = load_unit(run, folder, device, model=model)
         pers = persistence_into(run, [(f"base-{tag}", f"base-{tag}-seed2"), (f"base-{tag}", f"lua-{tag}")], units, blocks, device)
         m = metrics[f"base-{tag}"]
         null, lua = pers[(f"base-{tag}", f"base-{tag}-seed2")], pers[(f"base-{tag}", f"lua-{tag}")]

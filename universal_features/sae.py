@@ -19,18 +19,18 @@ import torch
 from tqdm import tqdm
 
 import universal_features.autoencoder as autoencoder
-from .autoencoder import SparseAutoencoder, load_sae, relu_loss_backward, resample_dead, sae_loss, save_sae
+from .autoencoder import SparseAutoencoder, relu_loss_backward, resample_dead, sae_loss, save_sae
 from .config import SAEConfig
 from .files import Table, atomic_write_text, code_fingerprint, compute_once, sha256_file
 from .lineage import LINEAGE
-from .model import LanguageModel, load_model, next_token_loss
+from .loaders import load_run_mixture, load_run_model, load_run_sae
+from .model import LanguageModel, next_token_loss
 from .run import OPTIMIZER_PRELOAD, Run, Stage, check_memory
-from .tokenizer import load_mixture
 
 # %% auto #0
 __all__ = ['STAGE', 'SAE_STAGE_PLAN', 'TRAINING_FIELDS', 'METRIC_COLUMNS', 'headline', 'harvest', 'ActivationBuffer',
-           'sae_schedule', 'train_dtype', 'fast_matmul', 'sae_memory_bytes', 'train_sae', 'sae_metrics', 'sae_identity',
-           'train_run_sae', 'sae_table', 'plot_densities']
+           'sae_schedule', 'train_dtype', 'fast_matmul', 'sae_memory_bytes', 'train_sae', 'toy_batches',
+           'planted_dead_run', 'sae_metrics', 'sae_identity', 'train_run_sae', 'sae_table', 'plot_densities']
 
 # %% ../nbs/05_sae.ipynb #6e538ed0
 def headline(results: dict) -> str:
@@ -168,6 +168,30 @@ def train_sae(sae: SparseAutoencoder, next_batch, sc: SAEConfig, n_tokens: int, 
     if log_path is not None: atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in logs))
     return {"steps": total, "tokens": total * sc.batch_size_tokens, "resampled": resampled, "final": logs[-1] if logs else {}}
 
+# %% ../nbs/05_sae.ipynb #8d03e146
+def toy_batches(seed: int, d: int = 16, n_true: int = 32, batch: int = 512):
+    "`next_batch()` of toy activations with a known answer: sparse non-negative mixes of `n_true` unit directions in `d` dimensions."
+    g = torch.Generator().manual_seed(seed)
+    dirs = torch.nn.functional.normalize(torch.randn(n_true, d, generator=g), dim=-1)
+    def next_batch():
+        mask = torch.rand(batch, n_true, generator=g) < 0.06
+        return (mask * torch.rand(batch, n_true, generator=g) * 3) @ dirs
+    return next_batch
+
+# %% ../nbs/05_sae.ipynb #a89e9995
+def planted_dead_run(remedy: str, architecture: str = "relu", seed: int = 0, bias: float = -100.0, lr: float = 3e-3,
+                     steps: int = 200, k: int = 4) -> tuple[float, float]:
+    "(dead fraction, explained variance) of a 64-latent SAE trained on `toy_batches` with 16 latents planted dead (encoder bias `bias`)."
+    sc = SAEConfig(expansion_factor=4, batch_size_tokens=512, lr=lr, l1_coefficient=1e-2, l1_warmup_steps=50, lr_warmup_steps=10,
+                   dead_remedy=remedy, architecture=architecture, k=k, resample_fractions=(0.3, 0.5), dead_window_tokens=20_000)
+    nb = toy_batches(seed)
+    sae = SparseAutoencoder(16, 64, architecture, k=k)
+    sae.initialise(nb(), torch.Generator().manual_seed(seed))
+    with torch.no_grad(): sae.b_enc[:16] = bias
+    train_sae(sae, nb, sc, steps * 512, sc.l1_coefficient, seed, desc=f"toy {remedy}")
+    xs = torch.cat([nb() for _ in range(8)])
+    return float(((sae.encode(xs) > 0).sum(0) == 0).float().mean()), autoencoder.explained_variance(xs, sae(xs)[0])
+
 # %% ../nbs/05_sae.ipynb #0c41cca3
 @torch.no_grad()
 def sae_metrics(sae: SparseAutoencoder, model: LanguageModel, blocks: np.ndarray, hook: str, batch_blocks: int = 128,
@@ -229,8 +253,8 @@ def train_run_sae(run: Run, name: str, model_name: str, index: int, device="cpu"
     if rec.get("eval_blocks") == sc.eval_blocks: return rec["metrics"]
     # the same SAE, evaluated on another number of held-out contexts: from its checkpoint, once per setting
     return compute_once(folder / "eval", hashlib.sha256(json.dumps([key, sc.eval_blocks]).encode()).hexdigest(),
-                        lambda: _evaluate_run_sae(run, model_name, load_sae(folder, expect_d_in=run.config.model.d_mlp).to(device),
-                                                  load_model(model_dir, expect_config=run.config.model).to(device).eval(), sc,
+                        lambda: _evaluate_run_sae(run, model_name, load_run_sae(run, folder, device),
+                                                  load_run_model(run, model_dir, device), sc,
                                                   {k: v for k, v in rec["metrics"].items() if k in TRAINING_FIELDS}, device))
 
 TRAINING_FIELDS = ("name", "model", "seed", "d_sae", "l1_coefficient", "train_tokens", "resampled", "buffer_epochs")
@@ -238,7 +262,7 @@ TRAINING_FIELDS = ("name", "model", "seed", "d_sae", "l1_coefficient", "train_to
 def _evaluate_run_sae(run: Run, model_name: str, sae: SparseAutoencoder, model: LanguageModel, sc: SAEConfig, trained: dict,
                       device) -> dict:
     "`sae_metrics` on the first `sae.eval_blocks` held-out contexts of the model's SAE data, with what training recorded."
-    val = load_mixture(run.root, "sae", model_name, "validation", seed=0)[: sc.eval_blocks]
+    val = load_run_mixture(run, "sae", model_name, "validation", seed=0)[: sc.eval_blocks]
     return {**sae_metrics(sae, model, val, sc.hook_name, device=device), **trained}
 
 def _train_run_sae(run: Run, name: str, model_name: str, index: int, device, sc: SAEConfig, model_dir: Path, folder: Path) -> dict:
@@ -250,8 +274,8 @@ def _train_run_sae(run: Run, name: str, model_name: str, index: int, device, sc:
     seed = sc.seed * 1000 + index
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = load_model(model_dir, expect_config=cfg.model).to(device).eval()
-    blocks = load_mixture(run.root, "sae", model_name, "train", seed=seed)
+    model = load_run_model(run, model_dir, device)
+    blocks = load_run_mixture(run, "sae", model_name, "train", seed=seed)
     d_in = cfg.model.d_mlp
     sae = SparseAutoencoder(d_in, d_sae, sc.architecture, sc.k)
     init_blocks = blocks[np.random.default_rng(seed).permutation(len(blocks))[: max(1, 8192 // sc.block_size)]]

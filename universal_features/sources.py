@@ -8,6 +8,7 @@ CPython's standard library, or (when reachable) the paper's own corpus on the HF
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -27,8 +28,8 @@ from .files import sha256_file
 # %% auto #0
 __all__ = ['KNOWN_LICENSES', 'LUA_EXCLUDE', 'DATADIR_LICENSES', 'HUB_PROVENANCE', 'DataError', 'data_dir', 'cache_dir', 'Doc',
            'SourceInfo', 'SourceSpec', 'parse_source', 'download_wheel', 'download_deb', 'deb_license', 'wheel_license',
-           'read_stdlib', 'read_wheel', 'read_deb_lua', 'read_fortunes', 'read_wordnet', 'fetched_provenance',
-           'read_datadir']
+           'PackagedFile', 'check_pinned', 'packaged_file', 'read_stdlib', 'read_wheel', 'read_deb_lua',
+           'read_fortunes', 'read_wordnet', 'fetched_provenance', 'read_datadir']
 
 # %% ../nbs/01a_sources.ipynb #3dadb51d
 class DataError(RuntimeError):
@@ -189,6 +190,43 @@ def wheel_license(whl: Path) -> str:
         if m and len(m.group(1)) < 80: return m.group(1).strip()
     cls = re.findall(r"^Classifier: License :: (?:OSI Approved :: )?(.+)$", text, re.M)
     return " / ".join(cls) if cls else "unknown"
+
+# %% ../nbs/01a_sources.ipynb #p6a0c002
+@dataclass(frozen=True)
+class PackagedFile:
+    "One file inside a pinned PyPI package, known by its sha256 and size."
+    package: str
+    version: str
+    member: str   # its path inside the wheel, which is also its path inside the installed package
+    sha256: str
+    size: int
+
+    @property
+    def spec(self) -> str: return f"pypi:{self.package}=={self.version}:{self.member}"
+
+# %% ../nbs/01a_sources.ipynb #p6a0c005
+def check_pinned(data: bytes, pf: PackagedFile, where: str, hint: str) -> bytes:
+    "`data` when its sha256 is `pf`'s, else a DataError naming both digests, `where` and `hint`."
+    got = hashlib.sha256(data).hexdigest()
+    if got != pf.sha256:
+        raise DataError(f"{where} has sha256 {got} ({len(data):,} bytes), but {pf.spec} is pinned at sha256 {pf.sha256} "
+                        f"({pf.size:,} bytes): it is not the pinned file. {hint}")
+    return data
+
+# %% ../nbs/01a_sources.ipynb #p6a0c008
+def packaged_file(pf: PackagedFile, cache: Path) -> bytes:
+    "The pinned file's bytes: the installed package's copy when it is the pinned one, else the one in the package's wheel."
+    try: installed = Path(importlib.metadata.distribution(pf.package).locate_file(pf.member))
+    except importlib.metadata.PackageNotFoundError: installed = None
+    if installed is not None and installed.is_file():
+        data = installed.read_bytes()
+        if hashlib.sha256(data).hexdigest() == pf.sha256: return data
+    whl = download_wheel(pf.package, pf.version, cache)
+    with zipfile.ZipFile(whl) as z:
+        if pf.member not in z.namelist():
+            raise DataError(f"{whl} has no {pf.member}: delete {whl.parent} so that it is downloaded again")
+        data = z.read(pf.member)
+    return check_pinned(data, pf, str(whl), f"Delete {whl.parent} so that it is downloaded again.")
 
 # %% ../nbs/01a_sources.ipynb #51d38640
 LUA_EXCLUDE = re.compile(r"/Locale/|/nselib/data/|/patterns/|char-def\.lua|lua-uca-ducet|luaotfload-characters|/lang-[a-z]+\.lua$")

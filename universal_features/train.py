@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,14 +25,14 @@ from .config import Config, TrainConfig, config_hash, load_config
 from .config_rules import apply_overrides
 from .files import Table, atomic_path, atomic_write_text, code_fingerprint, compute_once
 from .lineage import DOMAINS, OWN_DOMAINS, TRAINED
+from .loaders import load_run_blocks, load_run_mixture
 from .model import LanguageModel, load_model, next_token_loss, save_model
 from .run import OPTIMIZER_PRELOAD, Run, Stage, default_device
-from .tokenizer import load_blocks, load_mixture
 
 # %% auto #0
-__all__ = ['STAGE', 'PAPER_LM', 'headline', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps', 'save_train_state',
-           'load_train_state', 'evaluate', 'sample_blocks', 'validation_blocks', 'bigram_baseline', 'train_lm',
-           'model_key', 'train_model', 'main', 'evaluation_table', 'lm_table']
+__all__ = ['STAGE', 'PAPER_LM', 'PAPER_TOKENIZER', 'headline', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps',
+           'save_train_state', 'load_train_state', 'evaluate', 'sample_blocks', 'validation_blocks', 'bigram_baseline',
+           'train_lm', 'model_key', 'train_model', 'main', 'evaluation_table', 'lm_table']
 
 # %% ../nbs/03_train.ipynb #69b84ac7
 def headline(results: dict) -> str:
@@ -131,10 +130,9 @@ def sample_blocks(blocks: np.ndarray, n: int, seed) -> np.ndarray:
     return blocks[np.sort(np.random.default_rng(seed).permutation(len(blocks))[:n])]
 
 # %% ../nbs/03_train.ipynb #t3v0c005
-def validation_blocks(run: Run, domain: str, block_size: int, n: int = 0) -> np.ndarray:
-    "`n` of the domain's validation blocks at random (all when n = 0), seeded by `data.seed` and the domain."
-    blocks = load_blocks(run.root, domain, "validation", block_size)
-    return sample_blocks(blocks, n, [run.config.data.seed, DOMAINS.index(domain)])
+def validation_blocks(run: Run, domain: str, n: int = 0, kind: str = "lm") -> np.ndarray:
+    "`n` of the domain's `kind` validation blocks at random (all when n = 0), seeded by `data.seed` and the domain."
+    return sample_blocks(load_run_blocks(run, domain, "validation", kind), n, [run.config.data.seed, DOMAINS.index(domain)])
 
 # %% ../nbs/03_train.ipynb #c3a0c015
 def bigram_baseline(train_blocks: np.ndarray, eval_blocks: np.ndarray, vocab_size: int, k: float = 0.1) -> dict:
@@ -252,8 +250,8 @@ def train_model(run: Run, name: str, device=None, interrupt_after: int | None = 
             model = load_model(run.model_dir(parent), expect_vocab=vocab, expect_tokenizer_sha256=tok_sha,
                                expect_config=cfg.model)
             tc = cfg.finetune
-        blocks = load_mixture(run.root, "lm", name, "train", seed=cfg.data.seed)
-        val = load_mixture(run.root, "lm", name, "validation", seed=cfg.data.seed)
+        blocks = load_run_mixture(run, "lm", name, "train", seed=cfg.data.seed)
+        val = load_run_mixture(run, "lm", name, "validation", seed=cfg.data.seed)
         summary = train_lm(model, blocks, tc, out, key, val_blocks=val, device=device, desc=name, interrupt_after=interrupt_after)
         if not summary["completed"]: interrupted.update(summary); raise _Interrupted
         if int(os.environ.get("RANK", "0")) == 0:
@@ -266,7 +264,8 @@ def train_model(run: Run, name: str, device=None, interrupt_after: int | None = 
 
 # %% ../nbs/03_train.ipynb #c1b3b8ed
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m universal_features.train", description="Train one model of a run.")
+    "The command line (the console script `uf-train`): uf-train --run-dir RUN --model base"
+    ap = argparse.ArgumentParser(prog="uf-train", description="Train one model of a run.")
     ap.add_argument("--run-dir", required=True, help="a run directory whose tokenizer stage has finished")
     ap.add_argument("--model", required=True, choices=list(TRAINED))
     ap.add_argument("--out", default="", help="write into this folder instead of <run-dir>/models/<model>")
@@ -278,29 +277,27 @@ def main(argv: list[str] | None = None) -> int:
     if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
     return 0
 
-if __name__ == "__main__" and Path(sys.argv[0]).name == "train.py":  # python -m universal_features.train, not a notebook
-    sys.exit(main())
-
 # %% ../nbs/03_train.ipynb #056a2b81
 PAPER_LM = {"base": (3.1027, 0.4190), "tinystories": (2.0442, 0.5196), "lua": (2.4518, 0.4941)}  # HF cards, own domain
+PAPER_TOKENIZER = "mistralai/Mistral-7B-v0.1"   # the tokens that the paper's losses count
 
 # %% ../nbs/03_train.ipynb #c3a0c102
 def evaluation_table(run: Run, models: dict[str, LanguageModel], device=None) -> list[dict]:
     "Loss and accuracy of every model on every domain (`validation_blocks`: `train.eval_blocks` at random), plus the bigram baseline."
-    L, n = run.config.model.context_length, run.config.train.eval_blocks
+    n = run.config.train.eval_blocks
     device = device or default_device()
     rows = []
     for d in DOMAINS:
-        val = validation_blocks(run, d, L, n)
-        bg = bigram_baseline(load_blocks(run.root, d, "train", L), val, run.results()["tokenizer"]["vocab_size"])
+        val = validation_blocks(run, d, n)
+        bg = bigram_baseline(load_run_blocks(run, d, "train", "lm"), val, run.results()["tokenizer"]["vocab_size"])
         rows.append({"model": "bigram", "domain": d, **bg})
         for name, m in models.items():
             rows.append({"model": name, "domain": d, **evaluate(m.to(device), val, device=device)})
     return rows
 
 # %% ../nbs/03_train.ipynb #c3a0c104
-def lm_table(rows: list[dict], released: bool = False) -> Table:
-    "Loss / accuracy per model (rows) and domain (columns), own domains in bold, the paper's numbers beside."
+def lm_table(rows: list[dict], released: bool = False, tokenizer: str = "") -> Table:
+    "Loss / accuracy per model (rows) and domain (columns), own domains in bold, the paper's numbers beside; `tokenizer`: the run's pretrained one."
     models = list(dict.fromkeys(r["model"] for r in rows))
     cell = {(r["model"], r["domain"]): r for r in rows}
     def show(m, d):
@@ -308,9 +305,12 @@ def lm_table(rows: list[dict], released: bool = False) -> Table:
         return f"**{s}**" if d in OWN_DOMAINS.get(m, ()) else s
     out = [{"model": m, **{d: show(m, d) for d in DOMAINS},
             "paper": f"{PAPER_LM[m][0]:.2f} / {PAPER_LM[m][1]:.3f}" if m in PAPER_LM else "–"} for m in models]
+    units = ("The tokens are the paper's (Mistral-7B-v0.1's tokenizer), so the losses are in its units."
+             if tokenizer.partition("@")[0] == PAPER_TOKENIZER else "Its tokens are Mistral-7B-v0.1's, ours this run's "
+             "own BPE's: the losses are not in the same units (a loss per token depends on the tokenizer).")
     return Table(out, {"model": "model", **{d: d for d in DOMAINS}, "paper": "paper (own domain, their data)"}, align="l" + "r" * (len(DOMAINS) + 1),
                  note="loss (nats/token) / next-token accuracy on each domain's validation blocks. " + (
                       "The models are the authors' released checkpoints; the paper's numbers are on the full validation "
                       "split of its own data, ours on this run's validation blocks." if released else
-                      "The paper's numbers are for its own data (BabyLM + The Stack + TinyStories, Mistral tokenizer, "
-                      "35M-parameter models), not ours."))
+                      "The paper's numbers are for its own data (BabyLM + The Stack + TinyStories) and 35M-parameter "
+                      "models, not ours. " + units))
