@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 from scipy.stats import pearsonr
 
-from universal_features.lineage import TRANSITIONS
+from universal_features.lineage import MERGES, TRANSITIONS
 from universal_features.method_a import RULES, StringStats, authors_datasets, method_a_matches
 
 
@@ -75,8 +75,9 @@ def test_two_shared_strings_always_give_plus_or_minus_one():
 def test_authors_datasets_cover_every_transition():
     rows = authors_datasets(TRANSITIONS)
     assert {(r["parent"], r["child"]) for r in rows} == set(TRANSITIONS)
-    mismatched = [(r["parent"], r["parent_data"], r["child_data"]) for r in rows if r["parent_data"] != r["child_data"]]
-    assert mismatched == [("lua", "base", "lua"), ("tinystories", "base", "lua")]   # the two configurations the notes flag
+    mismatched = [(r["parent"], r["child"], r["parent_data"], r["child_data"]) for r in rows if r["parent_data"] != r["child_data"]]
+    # the two configurations the notes flag, for every merge (the paper's, and ours at t*)
+    assert mismatched == [(p, m, "base", "lua") for m in MERGES for p in ("lua", "tinystories")]
 
 
 def test_method_a_in_the_smoke_run(smoke_run):
