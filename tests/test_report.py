@@ -1,6 +1,12 @@
 import json
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from universal_features import report as rp
+from universal_features.profiles import get_config
+from universal_features.reproduce import discover_stages
 from universal_features.files import Table
 from universal_features.merge import PAPER_SWEEP, crossing_point
 
@@ -57,6 +63,36 @@ def test_tables_escape_their_cells():
     assert "x\\|y" in md and "1 2" in md
     tex = Table([{"claim": "50% & more", "evidence": "r ≥ τ_1", "verdict": "holds"}], ["claim", "evidence", "verdict"]).latex("c")
     assert r"50\% \& more" in tex and r"$\geq$" in tex and r"\_" in tex and "\\toprule" in tex
+
+
+def test_every_stage_with_a_section_is_read_in_pipeline_order():
+    "The report reads every stage that declares a section, each after the stages it needs; the only departure from the"
+    "notebooks' order is the calibration (robustness), read right after the persistence it calibrates (matching)."
+    pipeline = [s.stage.name for s in discover_stages() if s.stage.section is not None]
+    names = [s.name for s in rp.SECTIONS]
+    assert sorted(names) == sorted(pipeline) and "report" not in names
+    assert all(n in names[:i] for i, s in enumerate(rp.SECTIONS) for n in s.needs if n in names)
+    moved = [n for n in pipeline if n != "robustness"]
+    assert names == moved[:moved.index("matching") + 1] + ["robustness"] + moved[moved.index("matching") + 1:]
+
+
+def stage_tables(names=("data_provenance", "lm_eval", "lm_eval_with_merge", "sae_metrics", "feature_transitions",
+                        "generic_features", "robustness_normalised", "robustness_evidence")) -> Path:
+    tables = Path(tempfile.mkdtemp())
+    for n in names: (tables / f"{n}.md").write_text(f"table {n}\n")
+    return tables
+
+
+def test_build_report_is_its_own_parts_around_the_stages_sections():
+    res, tables, cfg = results(), stage_tables(), get_config("smoke")
+    text = rp.build_report(res, tables, {"domains": {}}, cfg, {"train": 30.0})
+    fig = lambda name, cap: f"![{cap}](../figures/{name}.png)\n\n*{cap}*"
+    blocks = ["\n\n".join(s.section(res, tables, fig)) for s in rp.SECTIONS]
+    at = [text.index(b) for b in blocks]                                     # every stage's section, whole and in order
+    assert at == sorted(at) and text.index("## Claims and verdicts") < at[0] and at[-1] < text.index("## This run")
+    assert all(f"table {n}" in text for n in ("data_provenance", "lm_eval", "sae_metrics", "generic_features", "robustness_evidence"))
+    with pytest.raises(FileNotFoundError, match="upstream stage"):          # a stage that did not write its table
+        rp.build_report(res, stage_tables(("lm_eval",)), {"domains": {}}, cfg, {})
 
 
 def test_report_of_the_smoke_run(smoke_run):

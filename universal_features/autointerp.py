@@ -22,14 +22,26 @@ import numpy as np
 import textwrap
 
 from .activations import ActivationStore
-from .run import Stage
+from .run import Stage, md_table
 from .tokenizer import token_strings
 
 # %% auto #0
-__all__ = ['STAGE', 'EXPLAIN_SYSTEM', 'EXPLAIN_FEWSHOT', 'SIMULATE_SYSTEM', 'SIMULATE_FEWSHOT', 'headline', 'quantise',
-           'unquantise', 'select_examples', 'quote', 'explain_messages', 'simulate_messages', 'digit_from_response',
-           'AutointerpError', 'ChatClient', 'OpenAIBackend', 'OfflineProxyBackend', 'make_backend', 'FeatureScore',
-           'pearson', 'score_feature', 'split_blocks', 'plot_scores']
+__all__ = ['STAGE', 'EXPLAIN_SYSTEM', 'EXPLAIN_FEWSHOT', 'SIMULATE_SYSTEM', 'SIMULATE_FEWSHOT', 'report_section', 'headline',
+           'quantise', 'unquantise', 'select_examples', 'quote', 'explain_messages', 'simulate_messages',
+           'digit_from_response', 'AutointerpError', 'ChatClient', 'OpenAIBackend', 'OfflineProxyBackend',
+           'make_backend', 'FeatureScore', 'pearson', 'score_feature', 'split_blocks', 'plot_scores']
+
+# %% ../nbs/08_autointerp.ipynb #0795b8c5
+def report_section(results: dict, tables: Path, fig) -> list[str]:
+    "The stage's Markdown parts of the report: the explanation scores per feature group and the backend (Figure 6)."
+    ai = results["autointerp"]
+    rows = [{"group": g, "features scored": v["n"], "mean r": "–" if v["mean"] is None else f"{v['mean']:.3f}",
+             "median r": "–" if v["median"] is None else f"{v['median']:.3f}", "undefined": v["undefined"]} for g, v in ai["groups"].items()]
+    return ["## Automated interpretability (Figure 6)",
+            md_table(rows, ["group", "features scored", "mean r", "median r", "undefined"]),
+            f"Backend: **{ai['backend_label']}**." + (" These scores measure a token-list explanation, not the paper's "
+                                                        "GPT-4 Turbo explanations; they are not comparable to Figure 6." if ai["is_proxy"] else ""),
+            fig("fig6_autointerp", f"Figure 6: explanation scores ({ai['backend_label']}).")]
 
 # %% ../nbs/08_autointerp.ipynb #d8d3a65a
 def headline(results: dict) -> str:
@@ -38,7 +50,7 @@ def headline(results: dict) -> str:
                                                  if v["mean"] is not None)
 
 STAGE = Stage("autointerp", reads=("autointerp", "matching.threshold"), needs=("case_studies",),
-              env=("OPENAI_API_KEY", "OPENAI_BASE_URL", "UF_AUTOINTERP_MODEL"), summary=headline)
+              env=("OPENAI_API_KEY", "OPENAI_BASE_URL", "UF_AUTOINTERP_MODEL"), summary=headline, section=report_section)
 
 # %% ../nbs/08_autointerp.ipynb #9eca4012
 def quantise(acts: np.ndarray, lo: float, hi: float) -> np.ndarray:

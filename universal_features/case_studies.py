@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,11 +29,28 @@ from .run import Run, Stage
 from .tokenizer import token_strings
 
 # %% auto #0
-__all__ = ['STAGE', 'TASKS', 'LABELS', 'headline', 'selectivity', 'top_candidates', 'task_scores', 'characteristic_tokens',
-           'is_generic', 'logistic_fit', 'generic_share_test', 'generic_features', 'best_partner', 'assignment_chain',
-           'chain_candidates', 'chain_table', 'closest_partner_study', 'candidate_partner_study', 'Snippet',
-           'pick_snippets', 'snippet_activations', 'plot_assignment_figure', 'plot_exception_figure', 'load_matching',
-           'lexed_validation_code', 'label_counts', 'candidate_table', 'case_study_results']
+__all__ = ['STAGE', 'TASKS', 'LABELS', 'report_section', 'headline', 'selectivity', 'top_candidates', 'task_scores',
+           'characteristic_tokens', 'is_generic', 'logistic_fit', 'generic_share_test', 'generic_features',
+           'best_partner', 'assignment_chain', 'chain_candidates', 'chain_table', 'closest_partner_study',
+           'candidate_partner_study', 'Snippet', 'pick_snippets', 'snippet_activations', 'plot_assignment_figure',
+           'plot_exception_figure', 'load_matching', 'lexed_validation_code', 'label_counts', 'candidate_table',
+           'case_study_results']
+
+# %% ../nbs/07_case_studies.ipynb #71d65f76
+def report_section(results: dict, tables: Path, fig) -> list[str]:
+    "The stage's Markdown parts of the report: the variable-assignment and exception features (Figures 3 and 4), the dashboards."
+    cs = results["case_studies"]
+    a, e = cs["assignment"], cs["exception"]
+    return ["## Case studies (Figures 3 and 4)",
+            f"Variable assignment: BabyPython #{a['feature']['base']} → Lua #{a['feature']['lua']}, TinyStories "
+            f"#{a['feature']['tinystories']}, LuaStories #{a['feature']['luastories']}; links " +
+            ", ".join(f"{k} r = {v:.3f}" for k, v in a["links"].items()) + f"; universal at τ = {cs['threshold']}: **{a['universal']}**.",
+            fig("fig3_variable_assignment", "Figure 3: the variable-assignment feature in each model."),
+            f"Python exception: BabyPython #{e['feature']} (F1 {e['f1']:.3f}); closest Lua feature #{e['lua_feature']}, "
+            f"r = {e['r']:.3f}; persists: **{e['persists']}**.",
+            fig("fig4_exception_feature", "Figure 4: the exception feature and its closest Lua feature."),
+            "Dashboards: `figures/case_study_dashboards.html`; explorer: `figures/explorer.html`; all candidates with their "
+            "selectivity: `paper/case_study_candidates.csv`."]
 
 # %% ../nbs/07_case_studies.ipynb #d9bd8c7e
 def headline(results: dict) -> str:
@@ -41,7 +59,8 @@ def headline(results: dict) -> str:
     return (f"assignment feature in all four models: {a['universal']} (weakest link r = {min(a['links'].values()):.2f}); "
             f"exception feature persists into Lua: {e['persists']} (r = {e['r']:.2f})")
 
-STAGE = Stage("case_studies", reads=("case_studies", "matching"), needs=("matching",), summary=headline)
+STAGE = Stage("case_studies", reads=("case_studies", "matching"), needs=("matching",), summary=headline,
+              section=report_section)
 
 # %% ../nbs/07_case_studies.ipynb #fa7289f6
 def selectivity(acts: sp.csc_matrix, target: np.ndarray, contrast: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -24,17 +24,24 @@ from tqdm import tqdm
 from .config import Config, DomainConfig, FilterConfig
 from .files import atomic_path, atomic_write_text, sha256_file
 from .lineage import CODE_DOMAINS, DOMAINS
-from .run import Run, Stage
+from .run import Run, Stage, md_table, read_table
 from .hub import HUB_READ_MARGIN, read_datadir_or_hub, read_hub, split_caps, use_hub
 from .sources import (DataError, Doc, PackagedFile, SourceInfo, cache_dir, check_pinned, data_dir, packaged_file,
                                          parse_source, read_deb_lua, read_fortunes, read_stdlib, read_wheel, read_wordnet)
 
 # %% auto #0
-__all__ = ['STAGE', 'CORPUS_COLUMNS', 'PACKAGED_TOKENIZERS', 'TOKENIZER_MODEL', 'data_inputs', 'file_sha256',
-           'inputs_fingerprint', 'read_source', 'stack_filter', 'code_key', 'prose_key', 'normalize_prose',
-           'NearDupIndex', 'clean_code', 'clean_prose', 'split_paragraphs', 'split_by_group', 'cap_docs',
-           'DomainCorpus', 'build_domain', 'write_corpus', 'read_corpus', 'manifest_rows', 'manifest_markdown',
-           'stage_tokenizer_model', 'build_corpora']
+__all__ = ['PROVENANCE_COLUMNS', 'STAGE', 'CORPUS_COLUMNS', 'PACKAGED_TOKENIZERS', 'TOKENIZER_MODEL', 'report_section',
+           'data_inputs', 'file_sha256', 'inputs_fingerprint', 'read_source', 'stack_filter', 'code_key', 'prose_key',
+           'normalize_prose', 'NearDupIndex', 'clean_code', 'clean_prose', 'split_paragraphs', 'split_by_group',
+           'cap_docs', 'DomainCorpus', 'build_domain', 'write_corpus', 'read_corpus', 'manifest_rows',
+           'manifest_markdown', 'provenance_rows', 'stage_tokenizer_model', 'build_corpora']
+
+# %% ../nbs/01_data.ipynb #3b26358e
+PROVENANCE_COLUMNS = ["domain", "paper's corpus", "ours", "role", "train / validation docs"]
+
+def report_section(results: dict, tables: Path, fig) -> list[str]:
+    "The stage's Markdown parts of the report: the corpora, ours beside the paper's."
+    return ["## Data: the paper's corpora and ours", read_table(tables / "data_provenance.md")]
 
 # %% ../nbs/01_data.ipynb #6bdcf3e7
 def data_inputs(cfg: Config) -> str | None:
@@ -42,7 +49,8 @@ def data_inputs(cfg: Config) -> str | None:
     return inputs_fingerprint(cfg)
 
 STAGE = Stage("data", reads=("data", "tokenizer.pretrained"), inputs=data_inputs, summary=lambda r: ", ".join(
-    f"{d} {v['train_documents']:,} / {v['validation_documents']:,} docs ({v['role']})" for d, v in r.items()))
+    f"{d} {v['train_documents']:,} / {v['validation_documents']:,} docs ({v['role']})" for d, v in r.items()),
+              section=report_section)
 
 # %% ../nbs/01_data.ipynb #d0a1e102
 def file_sha256(path: Path, cache: Path) -> str:
@@ -295,6 +303,16 @@ def manifest_markdown(rows: list[dict], tokens: dict | None = None) -> str:
                  f"{'' if tok is None else f'{tok:,}'} | {r['role']} |\n")
     return head + body
 
+# %% ../nbs/01_data.ipynb #ac0c0031
+def provenance_rows(manifest: dict, cfg: Config) -> list[dict]:
+    "Per domain (in name order, as `manifest.json` keeps them): the paper's corpus beside ours, its role and its documents."
+    rows = []
+    for d, info in sorted(manifest["domains"].items()):
+        srcs = ", ".join(f"{s['name']} {s['version']}".strip() for s in info["sources"])
+        rows.append({"domain": d, "paper's corpus": getattr(cfg.data, d).hub_id, "ours": srcs, "role": info["role"],
+                     "train / validation docs": f"{info['train_documents']:,} / {info['validation_documents']:,}"})
+    return rows
+
 # %% ../nbs/01_data.ipynb #d6a0c002
 # The paper's tokenizer as a package ships it: the same bytes as the Hub's mistralai/Mistral-7B-v0.1/tokenizer.model
 PACKAGED_TOKENIZERS = {"mistralai/Mistral-7B-v0.1": PackagedFile(
@@ -324,7 +342,8 @@ def stage_tokenizer_model(cfg: Config, out: Path, packaged: dict[str, PackagedFi
 
 # %% ../nbs/01_data.ipynb #ab1075d1
 def build_corpora(run: Run) -> dict:
-    "Build all four domains into run/data/<domain>/{train,validation}.parquet, copy the pretrained tokenizer, write the manifest."
+    """Build all four domains into run/data/<domain>/{train,validation}.parquet, copy the pretrained tokenizer, write the
+    manifest (`data_manifest.md`) and the provenance beside the paper's corpora (`data_provenance.md`)."""
     cfg, out = run.config, run.stage_dir("data")
     rows, summary = [], {}
     for domain in tqdm(DOMAINS, desc="domains", unit="domain"):
@@ -340,4 +359,5 @@ def build_corpora(run: Run) -> dict:
     manifest = dict(domains=summary, rows=rows, tokenizer=stage_tokenizer_model(cfg, out))
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     atomic_write_text(run.tables / "data_manifest.md", manifest_markdown(rows))
+    atomic_write_text(run.tables / "data_provenance.md", md_table(provenance_rows(manifest, cfg), PROVENANCE_COLUMNS) + "\n")
     return manifest

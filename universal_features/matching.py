@@ -7,33 +7,68 @@ confidence intervals; the feature flow of Figure 2."""
 # %% ../nbs/06_matching.ipynb #3ebebc59
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from matplotlib.patches import PathPatch, Rectangle
-from matplotlib.path import Path as MPath
 from tqdm import tqdm
 
 from .activations import ActivationStore, Partners, encode_chunk, sparse_rows
 from .autoencoder import SparseAutoencoder
+from .design import _crossing_where, _pct, plot_flow
 from .correlation import (CorrelationAccumulator, Matches, ScoreSummary, candidate_assignment,
                                             decoder_cosine, hungarian_match, sparse_transpose, summarise_scores)
 from .files import Table
-from .lineage import (LINEAGE, MERGED, MERGES, MODELS, ROOT, TRANSITIONS, display_name, generation, model_of,
+from .lineage import (CROSSING_MERGE, LINEAGE, MERGED, ROOT, TRANSITIONS, display_name, generation, model_of,
                                         sae_seeds)
 from .model import LanguageModel
 from .resampling import (GroupStats, group_cross, group_sums, percentile_interval, position, resample_weights,
                                            resampled_best, stratified_groups)
-from .run import PhaseTimer, Stage, check_memory
+from .run import PhaseTimer, Stage, check_memory, md_table, read_table
 
 # %% auto #0
-__all__ = ['STAGE', 'headline', 'transition_counts', 'evaluation_blocks', 'accumulate', 'pair_groups', 'method_summaries',
-           'method_rows', 'match_pairs', 'partners_of', 'save_matching', 'save_stores', 'bootstrap_stats',
-           'bootstrap_best_all', 'full_best', 'bootstrap_shares', 'bootstrap_share_samples', 'seed_stable',
-           'calibrated_rows', 'threshold_crossings', 'transitions_table', 'calibrated_table', 'threshold_sweep',
-           'feature_chains', 'match_rows', 'plot_flow', 'plot_threshold_sweep']
+__all__ = ['STAGE', 'merge_points_rows', 'report_section', 'headline', 'transition_counts', 'evaluation_blocks', 'accumulate',
+           'pair_groups', 'method_summaries', 'method_rows', 'match_pairs', 'partners_of', 'save_matching',
+           'save_stores', 'bootstrap_stats', 'bootstrap_best_all', 'full_best', 'bootstrap_shares',
+           'bootstrap_share_samples', 'seed_stable', 'calibrated_rows', 'threshold_crossings', 'transitions_table',
+           'calibrated_table', 'threshold_sweep', 'feature_chains', 'match_rows', 'plot_threshold_sweep']
+
+# %% ../nbs/06_matching.ipynb #r11m0002
+def merge_points_rows(mt: dict) -> list[dict]:
+    "Per parent: persistence into the paper's merge and into the merge at t* at τ (raw share; ÷ seed null with its interval)."
+    tau = mt["threshold"]
+    cal = {(r["parent"], r["child"]): r for r in mt.get("calibrated", []) if abs(r["tau"] - tau) < 1e-9}
+    cell = lambda r: "–" if r is None else _pct(r["raw_share"]) + (
+        f"; ÷ seed null {r['ratio']:.2f} [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}]" if "ratio" in r else "")
+    return [{"from": display_name(p), **{display_name(m): cell(cal.get((p, m))) for m in (MERGED, CROSSING_MERGE)}}
+            for p, c in TRANSITIONS if c == MERGED]
+
+# %% ../nbs/06_matching.ipynb #d072b4f9
+def report_section(results: dict, tables: Path, fig) -> list[str]:
+    "The stage's Markdown parts of the report: persistence (Figure 2), both merge points, the matching methods, Method A."
+    mt, mg = results["matching"], results["merge"]
+    optional = lambda name, *intro: [*intro, read_table(tables / name)] if (tables / name).exists() else []
+    return ["## Persistence, emergence, disappearance (Figure 2)", read_table(tables / "feature_transitions.md"),
+            f"{mt['n_base_features_persisting_somewhere']} BabyPython features persist into at least one fine-tune; "
+            f"{len(mt['universal_features'])} are matched in all four models.",
+            fig("fig2_feature_flow", "Figure 2: flow of persisting features, into the paper's merge and, beside it, into the merge at t*."),
+            "### Both merge points",
+            f"Which merge the verdicts use was fixed before any number: **{display_name(MERGED)}**, the merge at the authors' point "
+            f"t = {mg['t_used']:.2f} (`merge.t`: mergekit t = 0.58 from Lua, paper_notes §5.1). The same merge {_crossing_where(mg)}, "
+            f"**{display_name(CROSSING_MERGE).replace('*', chr(92) + '*')}**, has its "
+            "own SAE and is matched the same way; it is reported beside the verdict and enters only its sensitivity column. Share of each "
+            f"parent's alive features that persist (own SAEs) and ÷ the parent's seed null, at τ = {mt['threshold']}:",
+            md_table(merge_points_rows(mt), ["from", display_name(MERGED), display_name(CROSSING_MERGE)]),
+            fig("matching_threshold_sweep", "Persistence against τ with the seed-control null."),
+            *optional("matching_method_agreement.md", "### Does the matching method matter?", "Persist counts of every method and "
+                      "their agreement with max-corr's persisting set; where the dictionaries are small enough, the exact dense "
+                      "one-to-one assignment beside the sparse one (`nbs/06_matching.ipynb`)."),
+            *optional("method_a.md", "Method A, the authors' matching by token strings (`nbs/05f_method_a.ipynb`), per transition on "
+                      "our shared set and on the datasets each of the authors' configurations read, each with its own seed null:"),
+            "### Are persisting features generic?", read_table(tables / "generic_features.md")]
 
 # %% ../nbs/06_matching.ipynb #15019939
 def headline(results: dict) -> str:
@@ -41,7 +76,7 @@ def headline(results: dict) -> str:
     rows = [t for t in results["transitions"] if t["method"] == "max_corr"]
     return "persist " + ", ".join(f"{t['parent']}→{t['child']} {t['persist_share_alive']:.1%}" for t in rows)
 
-STAGE = Stage("matching", reads=("matching",), needs=("sae",), summary=headline)
+STAGE = Stage("matching", reads=("matching",), needs=("sae",), summary=headline, section=report_section)
 
 # %% ../nbs/06_matching.ipynb #m6a0c014
 def transition_counts(m: Matches, alive_parent: np.ndarray, alive_child: np.ndarray, tau: float) -> dict:
@@ -361,51 +396,6 @@ def match_rows(all_matches: dict, alive: dict[str, np.ndarray], tau: float) -> p
                 out.append({"parent": p, "child": c, "method": method, "parent_feature": int(i),
                             "child_feature": int(m.parent_best[i]), "score": float(m.parent_score[i])})
     return pd.DataFrame(out, columns=["parent", "child", "method", "parent_feature", "child_feature", "score"])
-
-# %% ../nbs/06_matching.ipynb #32f46f15
-def _flow_positions(merge: str = MERGED) -> dict[str, tuple[float, float]]:
-    "Where the paper's models, with `merge` as their merge, sit in a flow or design figure: x their generation."
-    by_gen: dict[int, list[str]] = {}
-    for m in MODELS: by_gen.setdefault(generation(m), []).append(merge if m == MERGED else m)
-    return {m: (float(g), 0.5 if len(ms) == 1 else float(y)) for g, ms in by_gen.items()
-            for m, y in zip(ms, np.linspace(0.78, 0.22, len(ms)))}
-
-def _flow_panel(ax, counts: dict, pos: dict[str, tuple[float, float]], colors: dict, scale: float) -> None:
-    "One merge's flow diagram on `ax`: a box per model of `pos`, a band per transition between generations."
-    flows = [(p, c) for p, c in TRANSITIONS if (p, c) in counts and p in pos and c in pos and generation(c) - generation(p) == 1]
-    out_off = {n: 0.0 for n in pos}; in_off = {n: 0.0 for n in pos}
-    node_h = {n: max(v["parent_features"] for (p, c), v in counts.items() if p == n) * scale if any(p == n for p, _ in counts)
-              else max(v["child_features"] for (p, c), v in counts.items() if c == n) * scale for n in pos}
-    for n, (x, y) in pos.items():
-        ax.add_patch(Rectangle((x - 0.04, y - node_h[n] / 2), 0.08, node_h[n], color=colors[n], alpha=0.9))
-        ax.text(x, y + node_h[n] / 2 + 0.03, display_name(n), ha="center", va="bottom", fontsize=10, weight="bold")
-    for p, c in flows:
-        v = counts[(p, c)]; w = v["persist"] * scale
-        (x0, y0), (x1, y1) = pos[p], pos[c]
-        top0 = y0 + node_h[p] / 2 - out_off[p]; top1 = y1 + node_h[c] / 2 - in_off[c]
-        out_off[p] += w; in_off[c] += w
-        xm = (x0 + x1) / 2
-        verts = [(x0 + 0.04, top0), (xm, top0), (xm, top1), (x1 - 0.04, top1), (x1 - 0.04, top1 - w), (xm, top1 - w),
-                 (xm, top0 - w), (x0 + 0.04, top0 - w), (x0 + 0.04, top0)]
-        codes = [MPath.MOVETO, MPath.CURVE4, MPath.CURVE4, MPath.CURVE4, MPath.LINETO, MPath.CURVE4, MPath.CURVE4, MPath.CURVE4, MPath.CLOSEPOLY]
-        ax.add_patch(PathPatch(MPath(verts, codes), facecolor=colors[p], alpha=0.35, lw=0))
-        ax.text(xm, (top0 + top1) / 2 - w / 2, f"{v['persist']} persist\n{v['persist_share_alive']:.1%} of {display_name(p)}'s alive",
-                ha="center", va="center", fontsize=7.5)
-    ax.set_xlim(-0.3, 2.3); ax.set_ylim(0, 1.12); ax.axis("off")
-
-def plot_flow(counts: dict[tuple[str, str], dict], title: str):
-    "An alluvial diagram of persisting features: BabyPython → Lua / TinyStories → LuaStories, one panel per merge in `counts`."
-    merges = [m for m in MERGES if any(c == m for _, c in counts)] or [MERGED]
-    colors = {m: LINEAGE[m].colour for m in LINEAGE}
-    total = max(max(v["parent_features"] for v in counts.values()), 1)
-    scale = 0.35 / total  # node height for all features of an SAE
-    fig, axes = plt.subplots(1, len(merges), figsize=(9 if len(merges) == 1 else 7.5 * len(merges), 4.6), squeeze=False)
-    for ax, merge in zip(axes[0], merges):
-        _flow_panel(ax, counts, _flow_positions(merge), colors, scale)
-        ax.set_title(f"into {display_name(merge)}" + (" (the paper's merge)" if merge == MERGED else " (beside it)"), fontsize=9)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
 
 # %% ../nbs/06_matching.ipynb #m6a0c042
 def plot_threshold_sweep(sweep: dict[str, list[tuple[float, float]]], title: str):

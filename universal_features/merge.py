@@ -9,20 +9,51 @@ from __future__ import annotations
 import csv
 import io
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .lineage import CROSSING_MERGE, LINEAGE, MERGE_ENDPOINTS, MERGED
+from .design import _crossing_where
+from .lineage import CROSSING_MERGE, LINEAGE, MERGE_ENDPOINTS, MERGED, display_name
 from .model import LanguageModel
-from .run import Stage
+from .run import Stage, read_table
 from .train import evaluate
 
 # %% auto #0
-__all__ = ['STAGE', 'MERGE_METHODS', 'PAPER_SWEEP', 'PAPER_MERGE_T', 'headline', 'slerp_tensor', 'slerp', 'lerp', 'merged_model',
-           'sweep', 'crossing_point', 'normalised_crossing', 'merge_points', 'plot_sweep', 'rows_to_csv']
+__all__ = ['STAGE', 'MERGE_METHODS', 'PAPER_SWEEP', 'PAPER_MERGE_T', 'merge_sentence', 'released_merge_sentence',
+           'report_section', 'headline', 'slerp_tensor', 'slerp', 'lerp', 'merged_model', 'sweep', 'crossing_point',
+           'normalised_crossing', 'merge_points', 'plot_sweep', 'rows_to_csv']
+
+# %% ../nbs/04_merge.ipynb #ac0c0033
+def merge_sentence(mg: dict) -> str:
+    "Where the accuracy curves cross, the LERP fallbacks, and the two merges: the paper's and the one at t*."
+    acc = (f"SLERP accuracy curves cross at **t\\* = {mg['t_star_accuracy']:.3f}**" if mg.get("t_star_accuracy") is not None
+           else "The SLERP accuracy curves **do not cross** on our models")
+    loss = f"loss curves at {mg['t_star_loss']:.3f}" if mg.get("t_star_loss") is not None else "loss curves do not cross"
+    two = (f"**{display_name(MERGED)}**, the model of every later stage, is the merge at t = {mg['t_used']:.3f} ({mg.get('t_rule', 'merge.t')}); "
+           f"**{display_name(CROSSING_MERGE).replace('*', chr(92) + '*')}** is the same merge {_crossing_where(mg)}, matched beside it."
+           if mg.get("t_crossing_merge") is not None else f"the LuaStories checkpoint uses t = {mg['t_used']:.3f}.")
+    return f"{acc} ({loss}); {mg['tensors_lerp_fallback']} of {mg['tensors']} tensors took mergekit's LERP fallback; " + two
+
+# %% ../nbs/04_merge.ipynb #r1e0c003
+def released_merge_sentence(rm: dict) -> str:
+    "The released merge check in one sentence."
+    return (f"Our SLERP of the released fine-tunes at t = {rm['t']:.2f} against the released merge `{rm['repo_id']}`: "
+            f"{rm['tensors_within']} of {rm['tensors']} tensors within {rm['tolerance_fp16_ulps']:g} fp16 ulp (worst "
+            f"`{rm['worst_tensor']}`, {rm['max_fp16_ulps']:.3f} ulp, max |Δ| {rm['max_abs_diff']:.3g}): "
+            f"**{'the release is reproduced' if rm['passed'] else 'the release is NOT reproduced'}** (`tables/released_merge_check.md`).")
+
+# %% ../nbs/04_merge.ipynb #45fdb6da
+def report_section(results: dict, tables: Path, fig) -> list[str]:
+    "The stage's Markdown parts of the report: the merges in words, Figure 5 and the language models with both merges."
+    mg = results["merge"]
+    return ["## Merge (Figure 5)",
+            merge_sentence(mg) + ("" if not mg.get("released_merge") else " " + released_merge_sentence(mg["released_merge"])),
+            fig("fig5_slerp_sweep", "Figure 5: accuracy along the SLERP path, base model dashed, t* and LuaStories' t marked, the authors' sweep beside it."),
+            read_table(tables / "lm_eval_with_merge.md")]
 
 # %% ../nbs/04_merge.ipynb #d9aaaf3c
 def headline(results: dict) -> str:
@@ -31,7 +62,7 @@ def headline(results: dict) -> str:
     return ("accuracy curves cross at t* = " + (f"{t:.3f}" if t is not None else "– (they do not cross)")
             + f"; LuaStories saved at t = {results['t_used']:.3f}" + (f", LuaStories (t*) at t = {tc:.3f}" if tc is not None else ""))
 
-STAGE = Stage("merge", reads=("merge", "released"), needs=("train",), summary=headline)
+STAGE = Stage("merge", reads=("merge", "released"), needs=("train",), summary=headline, section=report_section)
 
 # %% ../nbs/04_merge.ipynb #2b1aedad
 def slerp_tensor(t: float, a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8,

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .design import _crossing_where, _pct
-from .files import Table
+from . import autointerp, case_studies, data, matching, merge, robustness, sae, tokenizer, train
+from .design import _pct
 from .lineage import (CROSSING_MERGE, EDGES, LINEAGE, MERGED, MODELS, NULL_PAIRS, OWN_DOMAINS, ROOT, TRANSITIONS,
                                         VARIANTS, display_name)
 from .merge import PAPER_SWEEP, crossing_point
 from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, MIXED, few_persist_verdict, transition_kind, transition_verdict
-from .run import Stage, corpora_are_papers
+from .run import Stage, corpora_are_papers, md_table
 
 # %% auto #0
-__all__ = ['STAGE', 'RAW_BOUND', 'METHOD_A_RULES', 'headline', 'toy_results', 'claim_few_persist', 'claim_generic',
+__all__ = ['STAGE', 'RAW_BOUND', 'METHOD_A_RULES', 'SECTIONS', 'headline', 'toy_results', 'claim_few_persist', 'claim_generic',
            'claim_assignment', 'claim_exception', 'claim_crossing', 'claim_verdicts', 'method_a_effect',
-           'provenance_rows', 'merge_sentence', 'merge_points_rows', 'robustness_parts', 'models_sentence',
-           'released_merge_sentence', 'build_report']
+           'models_sentence', 'build_report']
 
 # %% ../nbs/11_report.ipynb #c539b6e4
 def headline(results: dict) -> str:
@@ -231,66 +230,9 @@ def method_a_effect(results: dict, scores: dict) -> list[dict]:
                     "changes the verdict?": ("yes, " + "; ".join(changed)) if changed else "no: every rule gives the same verdict"})
     return out
 
-# %% ../nbs/11_report.ipynb #8d02a956
-def _md(rows: list[dict], cols: list[str]) -> str: return Table(rows, cols, align="l" * len(cols)).markdown().rstrip()
-
-# %% ../nbs/11_report.ipynb #ac0c0028
-def _read(path: Path) -> str:
-    "A table the stages wrote; a missing one means an upstream stage did not finish."
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: an upstream stage did not write it; re-run the reproduction with --force")
-    return path.read_text().strip()
-
-# %% ../nbs/11_report.ipynb #ac0c0031
-def provenance_rows(manifest: dict, cfg) -> list[dict]:
-    rows = []
-    for d, info in manifest["domains"].items():
-        srcs = ", ".join(f"{s['name']} {s['version']}".strip() for s in info["sources"])
-        rows.append({"domain": d, "paper's corpus": getattr(cfg.data, d).hub_id, "ours": srcs, "role": info["role"],
-                     "train / validation docs": f"{info['train_documents']:,} / {info['validation_documents']:,}"})
-    return rows
-
-# %% ../nbs/11_report.ipynb #ac0c0033
-def merge_sentence(mg: dict) -> str:
-    acc = (f"SLERP accuracy curves cross at **t\\* = {mg['t_star_accuracy']:.3f}**" if mg.get("t_star_accuracy") is not None
-           else "The SLERP accuracy curves **do not cross** on our models")
-    loss = f"loss curves at {mg['t_star_loss']:.3f}" if mg.get("t_star_loss") is not None else "loss curves do not cross"
-    two = (f"**{display_name(MERGED)}**, the model of every later stage, is the merge at t = {mg['t_used']:.3f} ({mg.get('t_rule', 'merge.t')}); "
-           f"**{display_name(CROSSING_MERGE).replace('*', chr(92) + '*')}** is the same merge {_crossing_where(mg)}, matched beside it."
-           if mg.get("t_crossing_merge") is not None else f"the LuaStories checkpoint uses t = {mg['t_used']:.3f}.")
-    return f"{acc} ({loss}); {mg['tensors_lerp_fallback']} of {mg['tensors']} tensors took mergekit's LERP fallback; " + two
-
-# %% ../nbs/11_report.ipynb #r11m0002
-def merge_points_rows(mt: dict) -> list[dict]:
-    "Per parent: persistence into the paper's merge and into the merge at t* at τ (raw share; ÷ seed null with its interval)."
-    tau = mt["threshold"]
-    cal = {(r["parent"], r["child"]): r for r in mt.get("calibrated", []) if abs(r["tau"] - tau) < 1e-9}
-    cell = lambda r: "–" if r is None else _pct(r["raw_share"]) + (
-        f"; ÷ seed null {r['ratio']:.2f} [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}]" if "ratio" in r else "")
-    return [{"from": display_name(p), **{display_name(m): cell(cal.get((p, m))) for m in (MERGED, CROSSING_MERGE)}}
-            for p, c in TRANSITIONS if c == MERGED]
-
-# %% ../nbs/11_report.ipynb #ac0c0041
-def robustness_parts(rb: dict, tables: Path, fig) -> list[str]:
-    "The report's calibrated-persistence section."
-    parts = ["## Calibrated persistence: against the SAE seed floor (Figures 7–9)",
-             "Two SAEs of one model that differ only in seed share only part of their features, so each transition's "
-             "persistence is divided by its parent's seed-null agreement (`nbs/10_robustness.ipynb`).",
-             _read(tables / "robustness_normalised.md")]
-    if rb["normalised"]: parts.append(fig("fig7_normalised_persistence", "Figure 7: persistence ÷ the parent's seed null, per transition and method, and against τ."))
-    if rb.get("study"):
-        parts += ["### Along the Lua fine-tune, at our lr and the paper's", _read(tables / "robustness_trajectory.md"),
-                  fig("fig8_persistence_vs_distance", "Figure 8: persistence from BabyPython against weight-space angle and English loss."),
-                  "### Along the SLERP path", _read(tables / "robustness_merge.md"),
-                  fig("fig9_merge_flow", "Figure 9: the share of each fine-tune's features that persist into the merge at each t."),
-                  "### SAE settings"]
-        parts += ([_read(tables / "robustness_sae_variants.md"), f"Recommended SAE setting from these numbers: **{rb['recommended']}**."]
-                  if rb.get("variants") else ["Not run in this profile (`robustness.sae_variants` is empty): "
-                                              "`--set robustness.sae_variants=topk,width:4,tokens:0.5` adds them."])
-    else:
-        parts.append("The robustness study (fine-tune checkpoints, the paper's lr, SLERP t, SAE settings) was not run in this "
-                     "profile: `uf-reproduce --profile cpu-study --run-dir runs/cpu` adds it.")
-    return parts + ["### Evidence per claim", _read(tables / "robustness_evidence.md")]
+# %% ../nbs/11_report.ipynb #ac0c0029
+SECTIONS: tuple[Stage, ...] = (data.STAGE, tokenizer.STAGE, train.STAGE, merge.STAGE, sae.STAGE, matching.STAGE, robustness.STAGE,
+                               case_studies.STAGE, autointerp.STAGE)   # the stages whose parts the report reads, in reading order
 
 # %% ../nbs/11_report.ipynb #r1e0c001
 def models_sentence(results: dict) -> str:
@@ -303,28 +245,13 @@ def models_sentence(results: dict) -> str:
     read = [f"`{m['repo_id']}@{short(m['commit'])}`" for m in got]
     return "**The models are the authors' released checkpoints**, read from the HF Hub: " + ", ".join(read) + "."
 
-# %% ../nbs/11_report.ipynb #r1e0c003
-def released_merge_sentence(rm: dict) -> str:
-    "The released merge check in one sentence."
-    return (f"Our SLERP of the released fine-tunes at t = {rm['t']:.2f} against the released merge `{rm['repo_id']}`: "
-            f"{rm['tensors_within']} of {rm['tensors']} tensors within {rm['tolerance_fp16_ulps']:g} fp16 ulp (worst "
-            f"`{rm['worst_tensor']}`, {rm['max_fp16_ulps']:.3f} ulp, max |Δ| {rm['max_abs_diff']:.3g}): "
-            f"**{'the release is reproduced' if rm['passed'] else 'the release is NOT reproduced'}** (`tables/released_merge_check.md`).")
-
 # %% ../nbs/11_report.ipynb #ac0c0036
 def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds: dict[str, float],
                  figures_rel: str = "../figures", method_a: list[dict] | None = None) -> str:
-    "The whole REPRODUCTION.md text; `method_a`: `method_a_effect` rows, where the run has Method A."
+    "The whole REPRODUCTION.md text: the report's own parts around the stages' (`SECTIONS`); `method_a`: `method_a_effect` rows."
     claims = claim_verdicts(results)
-    mg, cs, ai, mt = results["merge"], results["case_studies"], results["autointerp"], results["matching"]
-    tok = results["tokenizer"]["tokens"]
-    tok_rows = [{"domain": d, "train tokens": f"{v['train']:,}", "validation tokens": f"{v['validation']:,}"} for d, v in tok.items()]
-    groups = ai["groups"]
-    ai_rows = [{"group": g, "features scored": v["n"], "mean r": "–" if v["mean"] is None else f"{v['mean']:.3f}",
-                "median r": "–" if v["median"] is None else f"{v['median']:.3f}", "undefined": v["undefined"]} for g, v in groups.items()]
     total = sum(stage_seconds.values())
     fig = lambda name, cap: f"![{cap}]({figures_rel}/{name}.png)\n\n*{cap}*"
-    a, e = cs["assignment"], cs["exception"]
     parts = [
         "# Reproduction report: *Tracking Universal Features Through Fine-Tuning and Model Merging*",
         f"Horn & Elliott, arXiv 2410.12391. Generated by `nbs/11_report.ipynb` from the `{cfg.profile}` profile's "
@@ -334,7 +261,7 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
         "## The experimental design (Figure 1)",
         fig("fig1_design", "Figure 1: the models, how each was made, the SAE on each, and the share of features that persist along each transition."),
         "## Claims and verdicts",
-        _md(claims, ["claim", "evidence", "raw reading", "verdict", "sensitivity"]),
+        md_table(claims, ["claim", "evidence", "raw reading", "verdict", "sensitivity"]),
         "Rules: each claim's evidence begins with its rule, fixed in `nbs/11_report.ipynb` before any run (a verdict is "
         "computed, not chosen). *Raw reading*: the paper's (shares of the own SAEs); *verdict*: ours (calibrated against "
         "the seed null, intervals from the paired bootstrap over every seed pair); *sensitivity*: robust if the verdict "
@@ -343,57 +270,11 @@ def build_report(results: dict, tables: Path, manifest: dict, cfg, stage_seconds
            "Each claim judged again with the authors' Method A (mean activation when active per token string, Pearson r "
            "over the strings both features fired on) in place of max-corr: its literal rule (> 1 shared string) and our "
            "minimum-support rule, on our shared set and on the authors' per-transition datasets (table below, under "
-           "*Does the matching method matter?*).", _md(method_a, ["claim", "verdict", "under Method A", "changes the verdict?"])]
+           "*Does the matching method matter?*).", md_table(method_a, ["claim", "verdict", "under Method A", "changes the verdict?"])]
           if method_a else []),
-        "## Data: the paper's corpora and ours",
-        _md(provenance_rows(manifest, cfg), ["domain", "paper's corpus", "ours", "role", "train / validation docs"]),
-        _md(tok_rows, ["domain", "train tokens", "validation tokens"]),
-        f"Tokenizer: {results['tokenizer']['vocab_size']:,} tokens (sha256 `{results['tokenizer']['tokenizer_sha256'][:12]}…`). "
-        "Full provenance (versions, licences, sha256 of every source): `paper/data_manifest.md`.",
-        "## Language models", _read(tables / "lm_eval.md"),
-        "## Merge (Figure 5)",
-        merge_sentence(mg) + ("" if not mg.get("released_merge") else " " + released_merge_sentence(mg["released_merge"])),
-        fig("fig5_slerp_sweep", "Figure 5: accuracy along the SLERP path, base model dashed, t* and LuaStories' t marked, the authors' sweep beside it."),
-        _read(tables / "lm_eval_with_merge.md"),
-        "## Sparse autoencoders", _read(tables / "sae_metrics.md"),
-        "## Persistence, emergence, disappearance (Figure 2)", _read(tables / "feature_transitions.md"),
-        f"{mt['n_base_features_persisting_somewhere']} BabyPython features persist into at least one fine-tune; "
-        f"{len(mt['universal_features'])} are matched in all four models.",
-        fig("fig2_feature_flow", "Figure 2: flow of persisting features, into the paper's merge and, beside it, into the merge at t*."),
-        "### Both merge points",
-        f"Which merge the verdicts use was fixed before any number: **{display_name(MERGED)}**, the merge at the authors' point "
-        f"t = {mg['t_used']:.2f} (`merge.t`: mergekit t = 0.58 from Lua, paper_notes §5.1). The same merge {_crossing_where(mg)}, "
-        f"**{display_name(CROSSING_MERGE).replace('*', chr(92) + '*')}**, has its "
-        "own SAE and is matched the same way; it is reported beside the verdict and enters only its sensitivity column. Share of each "
-        f"parent's alive features that persist (own SAEs) and ÷ the parent's seed null, at τ = {mt['threshold']}:",
-        _md(merge_points_rows(mt), ["from", display_name(MERGED), display_name(CROSSING_MERGE)]),
-        fig("matching_threshold_sweep", "Persistence against τ with the seed-control null."),
-        *(["### Does the matching method matter?", "Persist counts of every method and their agreement with max-corr's "
-           "persisting set; where the dictionaries are small enough, the exact dense one-to-one assignment beside the "
-           "sparse one (`nbs/06_matching.ipynb`).", _read(tables / "matching_method_agreement.md")]
-          if (tables / "matching_method_agreement.md").exists() else []),
-        *(["Method A, the authors' matching by token strings (`nbs/05f_method_a.ipynb`), per transition on our shared set "
-           "and on the datasets each of the authors' configurations read, each with its own seed null:",
-           _read(tables / "method_a.md")] if (tables / "method_a.md").exists() else []),
-        "### Are persisting features generic?", _read(tables / "generic_features.md"),
-        *robustness_parts(results["robustness"], tables, fig),
-        "## Case studies (Figures 3 and 4)",
-        f"Variable assignment: BabyPython #{a['feature']['base']} → Lua #{a['feature']['lua']}, TinyStories "
-        f"#{a['feature']['tinystories']}, LuaStories #{a['feature']['luastories']}; links " +
-        ", ".join(f"{k} r = {v:.3f}" for k, v in a["links"].items()) + f"; universal at τ = {cs['threshold']}: **{a['universal']}**.",
-        fig("fig3_variable_assignment", "Figure 3: the variable-assignment feature in each model."),
-        f"Python exception: BabyPython #{e['feature']} (F1 {e['f1']:.3f}); closest Lua feature #{e['lua_feature']}, "
-        f"r = {e['r']:.3f}; persists: **{e['persists']}**.",
-        fig("fig4_exception_feature", "Figure 4: the exception feature and its closest Lua feature."),
-        "Dashboards: `figures/case_study_dashboards.html`; explorer: `figures/explorer.html`; all candidates with their "
-        "selectivity: `paper/case_study_candidates.csv`.",
-        "## Automated interpretability (Figure 6)",
-        _md(ai_rows, ["group", "features scored", "mean r", "median r", "undefined"]),
-        f"Backend: **{ai['backend_label']}**." + (" These scores measure a token-list explanation, not the paper's "
-                                                    "GPT-4 Turbo explanations; they are not comparable to Figure 6." if ai["is_proxy"] else ""),
-        fig("fig6_autointerp", f"Figure 6: explanation scores ({ai['backend_label']})."),
+        *(part for stage in SECTIONS for part in stage.section(results, tables, fig)),
         "## This run",
-        _md([{"stage": k, "seconds": f"{v:.0f}"} for k, v in stage_seconds.items()] +
+        md_table([{"stage": k, "seconds": f"{v:.0f}"} for k, v in stage_seconds.items()] +
                  [{"stage": "total (stages run last)", "seconds": f"{total:.0f}"}], ["stage", "seconds"]),
         "Wall times are those of each stage's latest execution on the machine that ran it (`runs/<profile>/.stages`).",
     ]

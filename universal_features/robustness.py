@@ -25,16 +25,40 @@ from .loaders import load_run_mixture, load_run_model, load_unit
 from .matching import match_pairs
 from .merge import merged_model
 from .model import load_model, save_model
-from .run import OPTIMIZER_PRELOAD, Run, Stage
+from .run import OPTIMIZER_PRELOAD, Run, Stage, read_table
 from .sae import train_run_sae
 from .train import evaluate, model_key, total_steps, train_lm
 
 # %% auto #0
-__all__ = ['HOLDS', 'FAILS', 'INCONCLUSIVE', 'METHODS', 'STAGE', 'MIXED', 'FINE_TUNING', 'MERGING', 'SEED_INDEX', 'headline',
-           'share', 'normalised_rows', 'transition_kind', 'transition_verdict', 'few_persist_verdict',
-           'normalised_sweep', 'plot_normalised', 'snapshot_steps', 'weight_angle', 'train_snapshots',
-           'persistence_into', 'study_sae', 'trajectory_rows', 'strength_answer', 'plot_trajectory', 'merge_rows',
-           'plot_merge_flow', 'variant_config', 'variant_rows', 'reference_variant_row', 'recommend', 'evidence_rows']
+__all__ = ['HOLDS', 'FAILS', 'INCONCLUSIVE', 'METHODS', 'STAGE', 'MIXED', 'FINE_TUNING', 'MERGING', 'SEED_INDEX',
+           'report_section', 'headline', 'share', 'normalised_rows', 'transition_kind', 'transition_verdict',
+           'few_persist_verdict', 'normalised_sweep', 'plot_normalised', 'snapshot_steps', 'weight_angle',
+           'train_snapshots', 'persistence_into', 'study_sae', 'trajectory_rows', 'strength_answer', 'plot_trajectory',
+           'merge_rows', 'plot_merge_flow', 'variant_config', 'variant_rows', 'reference_variant_row', 'recommend',
+           'evidence_rows']
+
+# %% ../nbs/10_robustness.ipynb #ac0c0041
+def report_section(results: dict, tables: Path, fig) -> list[str]:
+    "The stage's Markdown parts of the report: calibrated persistence, the study where the run made it, the evidence per claim."
+    rb = results["robustness"]
+    parts = ["## Calibrated persistence: against the SAE seed floor (Figures 7–9)",
+             "Two SAEs of one model that differ only in seed share only part of their features, so each transition's "
+             "persistence is divided by its parent's seed-null agreement (`nbs/10_robustness.ipynb`).",
+             read_table(tables / "robustness_normalised.md")]
+    if rb["normalised"]: parts.append(fig("fig7_normalised_persistence", "Figure 7: persistence ÷ the parent's seed null, per transition and method, and against τ."))
+    if rb.get("study"):
+        parts += ["### Along the Lua fine-tune, at our lr and the paper's", read_table(tables / "robustness_trajectory.md"),
+                  fig("fig8_persistence_vs_distance", "Figure 8: persistence from BabyPython against weight-space angle and English loss."),
+                  "### Along the SLERP path", read_table(tables / "robustness_merge.md"),
+                  fig("fig9_merge_flow", "Figure 9: the share of each fine-tune's features that persist into the merge at each t."),
+                  "### SAE settings"]
+        parts += ([read_table(tables / "robustness_sae_variants.md"), f"Recommended SAE setting from these numbers: **{rb['recommended']}**."]
+                  if rb.get("variants") else ["Not run in this profile (`robustness.sae_variants` is empty): "
+                                              "`--set robustness.sae_variants=topk,width:4,tokens:0.5` adds them."])
+    else:
+        parts.append("The robustness study (fine-tune checkpoints, the paper's lr, SLERP t, SAE settings) was not run in this "
+                     "profile: `uf-reproduce --profile cpu-study --run-dir runs/cpu` adds it.")
+    return parts + ["### Evidence per claim", read_table(tables / "robustness_evidence.md")]
 
 # %% ../nbs/10_robustness.ipynb #r10a0004
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"   # the report's verdict words
@@ -48,7 +72,7 @@ def headline(results: dict) -> str:
             f"[{r['low']:.2f}, {r['high']:.2f}]" for r in rows) + f"; few features persist: {results['verdict']}")
 
 STAGE = Stage("robustness", reads=("robustness",), needs=("matching",), summary=headline,
-                preload=OPTIMIZER_PRELOAD)   # its study trains
+                preload=OPTIMIZER_PRELOAD, section=report_section)   # its study trains
 
 # %% ../nbs/10_robustness.ipynb #r10a0011
 def share(score: np.ndarray, alive: np.ndarray, tau: float) -> float:

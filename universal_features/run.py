@@ -20,12 +20,12 @@ import torch
 import universal_features
 from .config import Config, save_config
 from .profiles import DEFAULT_PROFILE, get_config
-from .files import atomic_path, atomic_write_text
+from .files import Table, atomic_path, atomic_write_text
 
 # %% auto #0
-__all__ = ['OPTIMIZER_PRELOAD', 'REPO_ROOT', 'Stage', 'default_run_dir', 'default_device', 'device_memory_bytes',
-           'DeviceMemoryError', 'check_memory', 'reuse_freed_memory', 'PhaseTimer', 'corpora_are_papers', 'Run',
-           'open_run']
+__all__ = ['OPTIMIZER_PRELOAD', 'REPO_ROOT', 'Stage', 'md_table', 'read_table', 'default_run_dir', 'default_device',
+           'device_memory_bytes', 'DeviceMemoryError', 'check_memory', 'reuse_freed_memory', 'PhaseTimer',
+           'corpora_are_papers', 'Run', 'open_run']
 
 # %% ../nbs/00c_run.ipynb #c1a0c005
 @dataclass(frozen=True)
@@ -38,6 +38,19 @@ class Stage:
     inputs: Callable[[Config], str | None] | None = None  # fingerprint of what it reads from outside the run directory
     summary: Callable[[dict], str] | None = None           # its headline in one line, from its results
     preload: tuple[str, ...] = ()   # modules its kernel imports before its turn, besides its own (kernels.WarmKernel)
+    section: Callable[[dict, Path, Callable[[str, str], str]], list[str]] | None = None  # its part of the report (below)
+
+# %% ../nbs/00c_run.ipynb #0ff2ba56
+def md_table(rows: list[dict], cols: list[str]) -> str:
+    "Rows as a left-aligned Markdown table, as the report's sections write them."
+    return Table(rows, cols, align="l" * len(cols)).markdown().rstrip()
+
+# %% ../nbs/00c_run.ipynb #0d52aee3
+def read_table(path: Path) -> str:
+    "A table a stage wrote, for the report; a missing one means that stage did not finish."
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: an upstream stage did not write it; re-run the reproduction with --force")
+    return path.read_text().strip()
 
 # %% ../nbs/00c_run.ipynb #c1a0c051
 OPTIMIZER_PRELOAD = ("torch._dynamo",)

@@ -25,12 +25,18 @@ from .files import Table, atomic_write_text, code_fingerprint, compute_once, sha
 from .lineage import LINEAGE
 from .loaders import load_run_mixture, load_run_model, load_run_sae
 from .model import LanguageModel, next_token_loss
-from .run import OPTIMIZER_PRELOAD, Run, Stage, check_memory
+from .run import OPTIMIZER_PRELOAD, Run, Stage, check_memory, read_table
 
 # %% auto #0
-__all__ = ['STAGE', 'SAE_STAGE_PLAN', 'TRAINING_FIELDS', 'METRIC_COLUMNS', 'headline', 'harvest', 'ActivationBuffer',
-           'sae_schedule', 'train_dtype', 'fast_matmul', 'sae_memory_bytes', 'train_sae', 'toy_batches',
-           'planted_dead_run', 'sae_metrics', 'sae_identity', 'train_run_sae', 'sae_table', 'plot_densities']
+__all__ = ['STAGE', 'SAE_STAGE_PLAN', 'TRAINING_FIELDS', 'METRIC_COLUMNS', 'report_section', 'headline', 'harvest',
+           'ActivationBuffer', 'sae_schedule', 'train_dtype', 'fast_matmul', 'sae_memory_bytes', 'train_sae',
+           'toy_batches', 'planted_dead_run', 'sae_metrics', 'sae_identity', 'train_run_sae', 'sae_table',
+           'plot_densities']
+
+# %% ../nbs/05_sae.ipynb #cecabdfc
+def report_section(results: dict, tables: Path, fig) -> list[str]:
+    "The stage's Markdown parts of the report: the table of every SAE's quality."
+    return ["## Sparse autoencoders", read_table(tables / "sae_metrics.md")]
 
 # %% ../nbs/05_sae.ipynb #6e538ed0
 def headline(results: dict) -> str:
@@ -40,7 +46,8 @@ def headline(results: dict) -> str:
     return (f"{len(rows)} SAEs of {rows[0]['d_sae']:,} latents: CE loss recovered {span('ce_loss_recovered', '{:.1%}')}, "
             f"L0 {span('l0', '{:.0f}')}, dead {span('dead_fraction', '{:.1%}')}")
 
-STAGE = Stage("sae", reads=("sae",), needs=("merge",), summary=headline, preload=OPTIMIZER_PRELOAD)
+STAGE = Stage("sae", reads=("sae",), needs=("merge",), summary=headline, preload=OPTIMIZER_PRELOAD,
+              section=report_section)
 
 # %% ../nbs/05_sae.ipynb #841b6b9d
 @torch.no_grad()

@@ -24,15 +24,24 @@ from .data import PACKAGED_TOKENIZERS, TOKENIZER_MODEL, manifest_markdown, read_
 from .files import atomic_path, atomic_write_text
 from .lineage import DOMAINS, LM_MIXTURES, OWN_DOMAINS, ROOT, SAE_MIXTURES
 from .hub import HubError, hub_reachable, hub_snapshot
-from .run import Run, Stage
+from .run import Run, Stage, md_table
 from .sources import PackagedFile, cache_dir, check_pinned
 
 # %% auto #0
-__all__ = ['STAGE', 'SPECIAL_TOKENS', 'SP_NORMAL', 'SP_UNKNOWN', 'SP_CONTROL', 'SP_BYTE', 'headline', 'balanced_sample',
-           'train_tokenizer', 'proto_fields', 'read_sentencepiece', 'sentencepiece_to_fast',
+__all__ = ['STAGE', 'SPECIAL_TOKENS', 'SP_NORMAL', 'SP_UNKNOWN', 'SP_CONTROL', 'SP_BYTE', 'report_section', 'headline',
+           'balanced_sample', 'train_tokenizer', 'proto_fields', 'read_sentencepiece', 'sentencepiece_to_fast',
            'load_pretrained_tokenizer', 'pretrained_tokenizer', 'bos_id', 'load_tokenizer', 'pack_blocks',
            'tokenize_split', 'pack_dataset', 'packed_path', 'load_blocks', 'token_strings', 'mixture_plan',
            'mixture_blocks', 'load_mixture', 'build_tokenizer_and_blocks']
+
+# %% ../nbs/01c_tokenizer.ipynb #67dd8ae6
+def report_section(results: dict, tables: Path, fig) -> list[str]:
+    "The stage's Markdown parts of the report: training and validation tokens per domain, the tokenizer's size and digest."
+    tok = results["tokenizer"]
+    rows = [{"domain": d, "train tokens": f"{v['train']:,}", "validation tokens": f"{v['validation']:,}"} for d, v in tok["tokens"].items()]
+    return [md_table(rows, ["domain", "train tokens", "validation tokens"]),
+            f"Tokenizer: {tok['vocab_size']:,} tokens (sha256 `{tok['tokenizer_sha256'][:12]}…`). "
+            "Full provenance (versions, licences, sha256 of every source): `paper/data_manifest.md`."]
 
 # %% ../nbs/01c_tokenizer.ipynb #9c44de1e
 def headline(results: dict) -> str:
@@ -40,7 +49,8 @@ def headline(results: dict) -> str:
     tok, name = results["tokens"], results.get("pretrained", "").split("@")[0]
     return f"{results['vocab_size']:,}-token {name + ' tokenizer' if name else 'BPE'}; training tokens " + ", ".join(f"{d} {v['train'] / 1e6:.2f} M" for d, v in tok.items())
 
-STAGE = Stage("tokenizer", reads=("tokenizer", "model.context_length", "sae.block_size"), needs=("data",), summary=headline)
+STAGE = Stage("tokenizer", reads=("tokenizer", "model.context_length", "sae.block_size"), needs=("data",), summary=headline,
+              section=report_section)
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")  # ids 0, 1, 2 as in Mistral: bos 1, eos 2
 
 # %% ../nbs/01c_tokenizer.ipynb #8050d5d6

@@ -27,12 +27,17 @@ from .files import Table, atomic_path, atomic_write_text, code_fingerprint, comp
 from .lineage import DOMAINS, OWN_DOMAINS, TRAINED
 from .loaders import load_run_blocks, load_run_mixture
 from .model import LanguageModel, load_model, next_token_loss, save_model
-from .run import OPTIMIZER_PRELOAD, Run, Stage, default_device
+from .run import OPTIMIZER_PRELOAD, Run, Stage, default_device, read_table
 
 # %% auto #0
-__all__ = ['STAGE', 'PAPER_LM', 'PAPER_TOKENIZER', 'headline', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps',
-           'save_train_state', 'load_train_state', 'evaluate', 'sample_blocks', 'validation_blocks', 'bigram_baseline',
-           'train_lm', 'model_key', 'train_model', 'main', 'evaluation_table', 'lm_table']
+__all__ = ['STAGE', 'PAPER_LM', 'PAPER_TOKENIZER', 'report_section', 'headline', 'lr_factor', 'param_groups', 'batch_indices',
+           'total_steps', 'save_train_state', 'load_train_state', 'evaluate', 'sample_blocks', 'validation_blocks',
+           'bigram_baseline', 'train_lm', 'model_key', 'train_model', 'main', 'evaluation_table', 'lm_table']
+
+# %% ../nbs/03_train.ipynb #7b25ef7d
+def report_section(results: dict, tables: Path, fig) -> list[str]:
+    "The stage's Markdown parts of the report: the table of every model on every domain."
+    return ["## Language models", read_table(tables / "lm_eval.md")]
 
 # %% ../nbs/03_train.ipynb #69b84ac7
 def headline(results: dict) -> str:
@@ -42,7 +47,7 @@ def headline(results: dict) -> str:
                      f"{OWN_DOMAINS[m][-1]}" for m in TRAINED if (m, OWN_DOMAINS[m][-1]) in ev)
 
 STAGE = Stage("train", reads=("model", "train", "finetune", "released"), needs=("tokenizer",), summary=headline,
-              preload=OPTIMIZER_PRELOAD)
+              preload=OPTIMIZER_PRELOAD, section=report_section)
 
 # %% ../nbs/03_train.ipynb #bafca10b
 def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine") -> float:
