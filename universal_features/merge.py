@@ -192,12 +192,12 @@ def plot_sweep(rows: list[dict], baselines: dict[str, float], t_star: float | No
         if t is None: continue                # the merge point, labelled at the bottom, clear of t*'s label
         a.axvline(t, color=LINEAGE[MERGED].colour, lw=1.2, ls="--")
         a.text(t, 0.02, f" {label} t={t:.2f}", va="bottom", fontsize=8, color=LINEAGE[MERGED].colour, transform=a.get_xaxis_transform())
-    ax.set_xlabel("t   (0 = TinyStories fine-tune, 1 = Lua fine-tune)"); ax.set_ylabel("next-token accuracy")
+    ax.set_xlabel(f"t   (0 = {display_name(MERGE_ENDPOINTS[0])} fine-tune, 1 = {display_name(MERGE_ENDPOINTS[1])} fine-tune)"); ax.set_ylabel("next-token accuracy")
     ax.set_title(title, fontsize=9); ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     pt = [p[0] for p in PAPER_SWEEP]
-    axp.plot(pt, [p[1] for p in PAPER_SWEEP], "-", color=colors["tinystories"], label="tinystories")
-    axp.plot(pt, [p[2] for p in PAPER_SWEEP], "-", color=colors["lua"], label="lua")
+    for i, d in enumerate(MERGE_ENDPOINTS, 1):   # the authors' (t = 0, t = 1) columns are the lineage's endpoints
+        axp.plot(pt, [p[i] for p in PAPER_SWEEP], "-", color=colors[d], label=d)
     paper_t = crossing_point(pt, [p[1] for p in PAPER_SWEEP], [p[2] for p in PAPER_SWEEP])
     axp.axvline(paper_t, color="grey", lw=1)
     axp.text(paper_t, 0.98, f" t*={paper_t:.2f}", va="top", fontsize=8, transform=axp.get_xaxis_transform())
