@@ -565,6 +565,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                  'universal_features/method_a.py'),
                                              'universal_features.method_a._persist': ( 'method_a.html#_persist',
                                                                                        'universal_features/method_a.py'),
+                                             'universal_features.method_a._share': ( 'method_a.html#_share',
+                                                                                     'universal_features/method_a.py'),
                                              'universal_features.method_a.authors_datasets': ( 'method_a.html#authors_datasets',
                                                                                                'universal_features/method_a.py'),
                                              'universal_features.method_a.authors_strings': ( 'method_a.html#authors_strings',

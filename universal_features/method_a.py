@@ -19,6 +19,7 @@ from .correlation import Matches
 from .files import Table
 from .lineage import LINEAGE, OWN_DOMAINS, ROOT, display_name, model_of, parent_nulls
 from .run import check_memory
+from .tokenizer import token_strings
 
 # %% auto #0
 __all__ = ['RULES', 'SHARED', 'authors_strings', 'StringStats', 'string_stats', 'masked_means', 'masked_pearson',
@@ -28,8 +29,7 @@ __all__ = ['RULES', 'SHARED', 'authors_strings', 'StringStats', 'string_stats', 
 # %% ../nbs/05f_method_a.ipynb #9b2bc722
 def authors_strings(tok) -> tuple[np.ndarray, list[str]]:
     "Each token id's string index, and the strings: one id decoded alone, one leading space dropped (the lost '▁')."
-    texts = [tok.decode([i], skip_special_tokens=False) for i in range(tok.get_vocab_size())]
-    texts = [t[1:] if t.startswith(" ") else t for t in texts]
+    texts = [t[1:] if t.startswith(" ") else t for t in token_strings(tok, range(tok.get_vocab_size()))]
     strings, index = np.unique(np.array(texts, dtype=object), return_inverse=True)
     return index.astype(np.int64), [str(s) for s in strings]
 
@@ -165,7 +165,8 @@ class PooledStats:
 
     def alive(self, sae: str, data: str) -> np.ndarray:
         "Features that fired at least once on the dataset."
-        return np.asarray(self(sae, data)[1].sum(0)).ravel() > 0
+        if (sae, data, "alive") not in self._cache: self._cache[sae, data, "alive"] = np.asarray(self(sae, data)[1].sum(0)).ravel() > 0
+        return self._cache[sae, data, "alive"]
 
 # %% ../nbs/05f_method_a.ipynb #7d88a08d
 def shared_set_matches(pooled: PooledStats, pairs: list[tuple[str, str]], min_strings: int, device="cpu") -> dict:
@@ -175,6 +176,7 @@ def shared_set_matches(pooled: PooledStats, pairs: list[tuple[str, str]], min_st
 
 # %% ../nbs/05f_method_a.ipynb #55128e5f
 def _persist(m: Matches, alive: np.ndarray, tau: float) -> np.ndarray: return (m.parent_score >= tau) & alive
+def _share(m: Matches, alive: np.ndarray, tau: float) -> float: return float(_persist(m, alive, tau).sum() / max(alive.sum(), 1))
 
 def method_a_rows(pooled: PooledStats, configs: list[dict], nulls: list[tuple[str, str]], tau: float, min_strings: int,
                   max_corr: dict, alive_shared: dict[str, np.ndarray], device="cpu", cache: dict | None = None) -> list[dict]:
@@ -189,12 +191,11 @@ def method_a_rows(pooled: PooledStats, configs: list[dict], nulls: list[tuple[st
         p, ch, da, db = c["parent"], c["child"], c["parent_data"], c["child_data"]
         null_pairs, pooled_null = parent_nulls(p, nulls)
         primary = _persist(max_corr[p, ch], alive_shared[p], tau)
+        alive = pooled.alive(p, da)
         for rule in RULES:
-            alive = pooled.alive(p, da)
             persist = _persist(matches(p, ch, da, db)[rule], alive, tau)
-            share = float(persist.sum() / max(alive.sum(), 1))
-            null = [float(_persist(matches(a, b, da, db)[rule], pooled.alive(a, da), tau).sum() / max(pooled.alive(a, da).sum(), 1))
-                    for a, b in null_pairs]
+            share = _share(matches(p, ch, da, db)[rule], alive, tau)
+            null = [_share(matches(a, b, da, db)[rule], pooled.alive(a, da), tau) for a, b in null_pairs]
             mean, lo, hi = (float(np.mean(null)), min(null), max(null)) if null else (float("nan"),) * 3
             union = (persist | primary).sum()
             rows.append({**c, "rule": rule, "min_strings": 2 if rule == RULES[0] else min_strings, "alive": int(alive.sum()),
