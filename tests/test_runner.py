@@ -265,7 +265,8 @@ def test_gpu_check_runs_on_a_copied_run_directory(smoke, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "pipeline exit status 0" in r.stdout and r.stdout.count("unchanged, skipped") == len(discover_stages())
     report = (out / "gpu_run.md").read_text()
-    for stage in ("tokenizer", "sae", "matching", "report"): assert f"| {stage} |" in report
+    for sn in discover_stages(): assert f"| {sn.stage.name} |" in report, sn.stage.name   # robustness too
+    assert r.stdout.index("== the smoke profile") < r.stdout.index("pipeline exit status") < r.stdout.index("== cuda_tests")
     assert "seed null" in report and "## Merge" in report and "The `smoke` profile" in report
     assert {p.name for p in out.iterdir()} >= {"gpu_run.md", "gpu_results.tar.gz", "gpu_logs.tar.gz"}
 

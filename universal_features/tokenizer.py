@@ -31,8 +31,8 @@ from .sources import PackagedFile, cache_dir, check_pinned
 __all__ = ['STAGE', 'SPECIAL_TOKENS', 'SP_NORMAL', 'SP_UNKNOWN', 'SP_CONTROL', 'SP_BYTE', 'report_section', 'headline',
            'balanced_sample', 'train_tokenizer', 'proto_fields', 'read_sentencepiece', 'sentencepiece_to_fast',
            'load_pretrained_tokenizer', 'pretrained_tokenizer', 'bos_id', 'load_tokenizer', 'pack_blocks',
-           'tokenize_split', 'pack_dataset', 'packed_path', 'load_blocks', 'token_strings', 'mixture_plan',
-           'mixture_blocks', 'load_mixture', 'build_tokenizer_and_blocks']
+           'tokenize_split', 'flat_ids', 'pack_batches', 'pack_dataset', 'packed_path', 'load_blocks', 'token_strings',
+           'mixture_plan', 'mixture_blocks', 'load_mixture', 'build_tokenizer_and_blocks']
 
 # %% ../nbs/01c_tokenizer.ipynb #67dd8ae6
 def report_section(results: dict, tables: Path, fig) -> list[str]:
@@ -204,18 +204,35 @@ def pack_blocks(id_lists: list[list[int]], block_size: int) -> np.ndarray:
 
 # %% ../nbs/01c_tokenizer.ipynb #t0b1e010
 def tokenize_split(tok, docs: list[dict], batch_size: int = 1000):
-    "A `datasets.Dataset` of documents with their token ids (BOS first) and source spec."
-    import datasets  # heavy (about a second): imported only where blocks are packed or read
-    ds = datasets.Dataset.from_dict({"text": [d["text"] for d in docs], "spec": [d.get("spec", "") for d in docs]})
-    def enc(batch): return {"input_ids": [e.ids for e in tok.encode_batch(batch["text"])]}
-    return ds.map(enc, batched=True, batch_size=batch_size, remove_columns=["text"], desc="tokenize")
+    "A `datasets.Dataset` of documents with their token ids (BOS first, Arrow list<int32>) and source spec."
+    import datasets, pyarrow as pa  # datasets is heavy (about a second): imported only where blocks are packed or read
+    texts = [d["text"] for d in docs]
+    ids = [e.ids for b in range(0, len(texts), batch_size) for e in tok.encode_batch(texts[b:b + batch_size])]
+    return datasets.Dataset(pa.table({"spec": [d.get("spec", "") for d in docs],
+                                      "input_ids": pa.array(ids, type=pa.list_(pa.int32()))}))
+
+# %% ../nbs/01c_tokenizer.ipynb #373f3156
+def flat_ids(tokenized) -> tuple[np.ndarray, np.ndarray]:
+    "(every token id in document order, int32; each document's start offset into it plus the end), from the Arrow column."
+    col = tokenized.with_format("arrow")[:].column("input_ids").combine_chunks()   # honours select()/shuffle()
+    starts = col.offsets.to_numpy().astype(np.int64)
+    return col.values.to_numpy()[starts[0]:starts[-1]].astype(np.int32, copy=False), starts - starts[0]
+
+# %% ../nbs/01c_tokenizer.ipynb #faebd3cf
+def pack_batches(flat: np.ndarray, offsets: np.ndarray, block_size: int, batch_size: int) -> np.ndarray:
+    "`pack_blocks` on each batch of `batch_size` documents (given as one flat id array and its document offsets), stacked."
+    ends = offsets[np.r_[np.arange(batch_size, len(offsets) - 1, batch_size), len(offsets) - 1]]
+    starts = offsets[np.arange(0, len(offsets) - 1, batch_size)]
+    keep = [flat[s:s + (e - s) // block_size * block_size] for s, e in zip(starts, ends)]
+    return (np.concatenate(keep) if keep else np.zeros(0, np.int32)).reshape(-1, block_size)
 
 # %% ../nbs/01c_tokenizer.ipynb #t0b1e012
 def pack_dataset(tokenized, block_size: int, batch_size: int = 1000):
-    "Blocks of `block_size` tokens (column `input_ids`), packed per batch of `batch_size` documents."
-    def pack(batch): return {"input_ids": pack_blocks(batch["input_ids"], block_size).tolist()}
-    return tokenized.map(pack, batched=True, batch_size=batch_size, remove_columns=tokenized.column_names,
-                         desc=f"pack {block_size}")
+    "Blocks of `block_size` tokens (column `input_ids`, list<int32>), packed per batch of `batch_size` documents."
+    import datasets, pyarrow as pa
+    blocks = pack_batches(*flat_ids(tokenized), block_size, batch_size)
+    rows = pa.ListArray.from_arrays(pa.array(np.arange(0, blocks.size + 1, block_size, dtype=np.int32)), pa.array(blocks.reshape(-1)))
+    return datasets.Dataset(pa.table({"input_ids": rows}))
 
 # %% ../nbs/01c_tokenizer.ipynb #t0b1e014
 def packed_path(run_root: str | Path, domain: str, split: str, block_size: int) -> Path:
@@ -297,7 +314,7 @@ def build_tokenizer_and_blocks(run: Run) -> dict:
         for s in ("train", "validation"):
             t = tokenize_split(tok, docs[d][s], tc.map_batch_size)
             per_spec = defaultdict(int)
-            for spec, n in zip(t["spec"], map(len, t["input_ids"])): per_spec[spec] += n
+            for spec, n in zip(t["spec"], np.diff(flat_ids(t)[1]).tolist()): per_spec[spec] += n
             tokens[d][s] = dict(per_spec)
             t = t.remove_columns(["spec"])
             for bs in blocks_sizes:
