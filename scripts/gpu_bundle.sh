@@ -50,6 +50,7 @@ while [ $# -gt 0 ]; do
 done
 
 PY=${PYTHON:-$( [ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3 )}
+case $PY in /*|"") ;; */*) PY=$(abspath "$PY");; esac   # PYTHON=.venv/bin/python means the caller's folder, not the repository's
 command -v "$PY" >/dev/null 2>&1 || die "no Python at '$PY': run bash scripts/setup.sh (it makes .venv) or set PYTHON"
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || die "$PY is older than Python 3.10: set PYTHON to the project's venv (.venv/bin/python)"
 "$PY" -m pip --version >/dev/null 2>&1 || die "$PY has no pip: $PY -m ensurepip, or set PYTHON to another Python"
