@@ -9,7 +9,8 @@ import torch
 
 from universal_features.config import ModelConfig, TrainConfig
 from universal_features.model import LanguageModel, load_model
-from universal_features.train import batch_indices, bigram_baseline, evaluate, lr_factor, sample_blocks, train_lm
+from universal_features.loaders import sample_blocks
+from universal_features.train import batch_indices, bigram_baseline, evaluate, lr_factor, train_lm
 from conftest import console_script
 
 CFG = ModelConfig(d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64, context_length=16)
@@ -125,7 +126,7 @@ def test_evaluation_blocks_of_the_smoke_run_are_the_seeded_sample(smoke_run):
     from universal_features.config import load_config
     from universal_features.run import Run
     from universal_features.tokenizer import load_blocks
-    from universal_features.train import validation_blocks
+    from universal_features.loaders import validation_blocks
     run = Run(smoke_run, load_config(smoke_run / "config.json"))             # read only
     every = load_blocks(smoke_run, "lua", "validation", run.config.model.context_length)
     n = max(1, len(every) // 2)

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from .autoencoder import SparseAutoencoder, load_sae
-from .lineage import model_of
+from .lineage import DOMAINS, model_of
 from .model import LanguageModel, load_model
 from .run import Run
 from .tokenizer import load_blocks, load_mixture
 
 # %% auto #0
-__all__ = ['load_run_model', 'load_run_sae', 'load_unit', 'block_size', 'load_run_blocks', 'load_run_mixture']
+__all__ = ['load_run_model', 'load_run_sae', 'load_unit', 'block_size', 'load_run_blocks', 'load_run_mixture', 'sample_blocks',
+           'validation_blocks']
 
 # %% ../nbs/05e_loaders.ipynb #l5e0c005
 def load_run_model(run: Run, model: str | Path, device="cpu") -> LanguageModel:
@@ -52,3 +53,14 @@ def load_run_blocks(run: Run, domain: str, split: str, kind: str) -> np.ndarray:
 def load_run_mixture(run: Run, kind: str, name: str, split: str, seed: int = 0) -> np.ndarray:
     "The `kind` ('lm' or 'sae') mixture of lineage model `name`, shuffled with `seed`, e.g. (run, 'sae', 'lua', 'train')."
     return load_mixture(run.root, kind, name, split, seed)
+
+# %% ../nbs/05e_loaders.ipynb #l5e0c1002
+def sample_blocks(blocks: np.ndarray, n: int, seed) -> np.ndarray:
+    "A seeded random sample of `n` rows of `blocks`, in stored order (all of them when n is 0 or not smaller than their number)."
+    if not n or n >= len(blocks): return blocks
+    return blocks[np.sort(np.random.default_rng(seed).permutation(len(blocks))[:n])]
+
+# %% ../nbs/05e_loaders.ipynb #l5e0c1005
+def validation_blocks(run: Run, domain: str, n: int = 0, kind: str = "lm") -> np.ndarray:
+    "`n` of the domain's `kind` validation blocks at random (all when n = 0), seeded by `data.seed` and the domain."
+    return sample_blocks(load_run_blocks(run, domain, "validation", kind), n, [run.config.data.seed, DOMAINS.index(domain)])

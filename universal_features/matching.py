@@ -22,6 +22,7 @@ from .design import _crossing_where, _pct, plot_flow
 from .correlation import (CorrelationAccumulator, Matches, ScoreSummary, candidate_assignment,
                                             decoder_cosine, hungarian_match, sparse_transpose, summarise_scores)
 from .files import Table
+from .loaders import sample_blocks
 from .lineage import (CROSSING_MERGE, LINEAGE, MERGED, ROOT, TRANSITIONS, display_name, generation, model_of,
                                         sae_seeds)
 from .model import LanguageModel
@@ -93,11 +94,8 @@ def transition_counts(m: Matches, alive_parent: np.ndarray, alive_child: np.ndar
 # %% ../nbs/06_matching.ipynb #b407e564
 def evaluation_blocks(blocks_by_domain: dict[str, np.ndarray], n_per_domain: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     "A fixed, seeded sample of validation blocks per domain, concatenated; and each block's domain index."
-    out, dom = [], []
-    for i, b in enumerate(blocks_by_domain.values()):
-        pick = np.sort(np.random.default_rng([seed, i]).permutation(len(b))[:n_per_domain])
-        out.append(b[pick]); dom.append(np.full(len(pick), i))
-    return np.concatenate(out), np.concatenate(dom)
+    out = [sample_blocks(b, n_per_domain, [seed, i]) for i, b in enumerate(blocks_by_domain.values())]
+    return np.concatenate(out), np.concatenate([np.full(len(b), i) for i, b in enumerate(out)])
 
 # %% ../nbs/06_matching.ipynb #m6a0c019
 @torch.no_grad()

@@ -25,14 +25,14 @@ from .config import Config, TrainConfig, config_hash, load_config
 from .config_rules import apply_overrides
 from .files import Table, atomic_path, atomic_write_text, code_fingerprint, compute_once
 from .lineage import DOMAINS, OWN_DOMAINS, TRAINED
-from .loaders import load_run_blocks, load_run_mixture
+from .loaders import load_run_blocks, load_run_mixture, validation_blocks
 from .model import LanguageModel, load_model, next_token_loss, save_model
 from .run import OPTIMIZER_PRELOAD, Run, Stage, default_device, read_table
 
 # %% auto #0
 __all__ = ['STAGE', 'PAPER_LM', 'PAPER_TOKENIZER', 'report_section', 'headline', 'lr_factor', 'param_groups', 'batch_indices',
-           'total_steps', 'save_train_state', 'load_train_state', 'evaluate', 'sample_blocks', 'validation_blocks',
-           'bigram_baseline', 'train_lm', 'model_key', 'train_model', 'main', 'evaluation_table', 'lm_table']
+           'total_steps', 'save_train_state', 'load_train_state', 'evaluate', 'bigram_baseline', 'train_lm',
+           'model_key', 'train_model', 'main', 'evaluation_table', 'lm_table']
 
 # %% ../nbs/03_train.ipynb #7b25ef7d
 def report_section(results: dict, tables: Path, fig) -> list[str]:
@@ -127,17 +127,6 @@ def evaluate(model: LanguageModel, blocks: np.ndarray, batch_size: int = 64, dev
         correct += (logits[:, :-1].argmax(-1) == tgt).sum().item()
         n += tgt.numel()
     return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1), "tokens": n}
-
-# %% ../nbs/03_train.ipynb #t3v0c002
-def sample_blocks(blocks: np.ndarray, n: int, seed) -> np.ndarray:
-    "A seeded random sample of `n` rows of `blocks`, in stored order (all of them when n is 0 or not smaller than their number)."
-    if not n or n >= len(blocks): return blocks
-    return blocks[np.sort(np.random.default_rng(seed).permutation(len(blocks))[:n])]
-
-# %% ../nbs/03_train.ipynb #t3v0c005
-def validation_blocks(run: Run, domain: str, n: int = 0, kind: str = "lm") -> np.ndarray:
-    "`n` of the domain's `kind` validation blocks at random (all when n = 0), seeded by `data.seed` and the domain."
-    return sample_blocks(load_run_blocks(run, domain, "validation", kind), n, [run.config.data.seed, DOMAINS.index(domain)])
 
 # %% ../nbs/03_train.ipynb #c3a0c015
 def bigram_baseline(train_blocks: np.ndarray, eval_blocks: np.ndarray, vocab_size: int, k: float = 0.1) -> dict:
