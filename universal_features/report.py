@@ -17,9 +17,9 @@ from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHOD
 from .run import Stage, corpora_are_papers, md_table
 
 # %% auto #0
-__all__ = ['STAGE', 'RAW_BOUND', 'METHOD_A_RULES', 'SECTIONS', 'headline', 'toy_results', 'claim_few_persist', 'claim_generic',
-           'claim_assignment', 'claim_exception', 'claim_crossing', 'claim_verdicts', 'method_a_effect',
-           'models_sentence', 'build_report']
+__all__ = ['STAGE', 'RAW_BOUND', 'CLAIMS', 'METHOD_A_RULES', 'SECTIONS', 'headline', 'toy_results', 'claim_few_persist',
+           'claim_generic', 'claim_assignment', 'claim_exception', 'claim_crossing', 'claim_verdicts',
+           'method_a_effect', 'models_sentence', 'build_report']
 
 # %% ../nbs/11_report.ipynb #c539b6e4
 def headline(results: dict) -> str:
@@ -181,12 +181,18 @@ def claim_crossing(mg: dict, tol: float = 0.1) -> dict:
     return {"claim": f"The SLERP accuracy curves cross near t ≈ {paper_t:.2f}", "evidence": ev, "verdict": verdict}
 
 # %% ../nbs/11_report.ipynb #ac0c0025
+CLAIMS = {   # the paper's claims, in the report's order: each judged from the results of a run
+    "few_fine_tuning": lambda r: claim_few_persist(r["robustness"], r["matching"], FINE_TUNING),
+    "few_merging": lambda r: claim_few_persist(r["robustness"], r["matching"], MERGING),
+    "generic": lambda r: claim_generic(r["case_studies"]),
+    "assignment": lambda r: claim_assignment(r["case_studies"]),
+    "exception": lambda r: claim_exception(r["case_studies"]),
+    "crossing": lambda r: claim_crossing(r["merge"]),
+}
+
 def claim_verdicts(results: dict) -> list[dict]:
-    "The claim-by-claim table from a run's results; claims without a raw reading or sensitivity study show '–'."
-    cs = results["case_studies"]
-    rows = [claim_few_persist(results["robustness"], results["matching"], k) for k in (FINE_TUNING, MERGING)]
-    rows += [claim_generic(cs), claim_assignment(cs), claim_exception(cs), claim_crossing(results["merge"])]
-    return [{"raw reading": "–", "sensitivity": "–", **r} for r in rows]
+    "The claim-by-claim table from a run's results (`CLAIMS` order); claims without a raw reading or sensitivity study show '–'."
+    return [{"raw reading": "–", "sensitivity": "–", **judge(results)} for judge in CLAIMS.values()]
 
 # %% ../nbs/11_report.ipynb #3fcc923b
 METHOD_A_RULES = (("method_a", "authors' rule (> 1 shared string)"), ("method_a_min", "minimum-support rule"))
@@ -206,22 +212,22 @@ def method_a_effect(results: dict, scores: dict) -> list[dict]:
     hit = lambda p, c, rule, f: f"{p}->{c}:{rule}" in scores and float(scores[f"{p}->{c}:{rule}"][f]) >= tau
     a, e = cs["assignment"], cs["exception"]
     lua = next(c for p, c in EDGES if p == ROOT and "lua" in OWN_DOMAINS.get(c, ()))
-    for i, claim in enumerate(claims):
+    for key, claim in zip(CLAIMS, claims):
         by = {}
         for rule, label in METHOD_A_RULES:
-            if i < 2:
-                kind = (FINE_TUNING, MERGING)[i]
+            if key in ("few_fine_tuning", "few_merging"):
+                kind = FINE_TUNING if key == "few_fine_tuning" else MERGING
                 by |= {f"{label}, our set": _few_under(rb, mt, kind, rule, False),
                        f"{label}, the authors' datasets": _few_under(rb, mt, kind, rule, True)}
-            elif claim["claim"] == claim_assignment(cs)["claim"]:
+            elif key == "assignment":
                 cands = a.get("candidates") or [{"feature": a["feature"][ROOT]}]
                 by[label] = HOLDS if any(all(hit(ROOT, m, rule, c["feature"]) for m in a["feature"] if m != ROOT) for c in cands) else FAILS
-            elif claim["claim"] == claim_exception(cs)["claim"]:
+            elif key == "exception":
                 ok = [c for c in e.get("candidates", [e]) if c["f1"] >= 0.3]
                 by[label] = INCONCLUSIVE if not ok else FAILS if any(hit(ROOT, lua, rule, c["feature"]) for c in ok) else HOLDS
         by = {k: v for k, v in by.items() if v is not None}
         if not by:
-            why = ("no feature matching enters this claim" if claim["claim"] == claim_crossing(results["merge"])["claim"]
+            why = ("no feature matching enters this claim" if key == "crossing"
                    else "judged on max-corr partners only (case-studies stage); not judged under Method A")
             out.append({"claim": claim["claim"], "verdict": claim["verdict"], "under Method A": "–", "changes the verdict?": why})
             continue
