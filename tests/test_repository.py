@@ -160,3 +160,34 @@ def test_entry_points_are_console_scripts_and_no_module_has_a_main_guard():
     calls = ("-m universal_features.", '"-m", "universal_features.')
     callers = [p.name for p in texts if p.is_file() and p != Path(__file__) and any(c in p.read_text() for c in calls)]
     assert not callers, f"{callers} run a package module with python -m: use uf-reproduce / uf-train"
+
+
+def other_pythons() -> list[str]:
+    "Interpreters of Python >= 3.10 on this machine other than the one running the tests (PATH and pyenv)."
+    import glob, shutil, subprocess, sys
+    found = {shutil.which(f"python3.{m}") for m in range(10, 16)} | set(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3")))
+    out, seen = [], {"%d.%d" % sys.version_info[:2]}
+    for exe in sorted(p for p in found if p):
+        r = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True)
+        v = r.stdout.strip()
+        if r.returncode == 0 and v not in seen and tuple(map(int, v.split("."))) >= (3, 10): seen.add(v); out.append(exe)
+    return out
+
+
+def test_cache_keys_read_code_the_same_on_every_python():
+    """A run directory made on one machine is finished on another with another Python (the GPU bundle): the code part of
+    every cache key (files.code_text over each module) must not depend on the version. ast.dump does (3.12, 3.13)."""
+    import hashlib, subprocess
+    import pytest
+    others = other_pythons()
+    if not others: pytest.skip("no other Python >= 3.10 on this machine")
+    prog = ("import hashlib, importlib.util, sys, glob\n"
+            "spec = importlib.util.spec_from_file_location('uf_files', 'universal_features/files.py')\n"
+            "m = importlib.util.module_from_spec(spec); sys.modules['uf_files'] = m; spec.loader.exec_module(m)\n"
+            "print(hashlib.sha256(''.join(m.code_text(open(p).read()) for p in sorted(glob.glob('universal_features/*.py'))).encode()).hexdigest())")
+    from universal_features.files import code_text
+    here = hashlib.sha256("".join(code_text(p.read_text()) for p in sorted((REPO / "universal_features").glob("*.py"))).encode()).hexdigest()
+    for exe in others:
+        r = subprocess.run([exe, "-c", prog], capture_output=True, text=True, cwd=REPO)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.strip() == here, f"{exe} reads the package's code differently"

@@ -336,6 +336,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                           'universal_features/files.py'),
                                           'universal_features.files.code_fingerprint': ( 'files.html#code_fingerprint',
                                                                                          'universal_features/files.py'),
+                                          'universal_features.files.code_text': ('files.html#code_text', 'universal_features/files.py'),
                                           'universal_features.files.compute_once': ( 'files.html#compute_once',
                                                                                      'universal_features/files.py'),
                                           'universal_features.files.hub_copy_version': ( 'files.html#hub_copy_version',

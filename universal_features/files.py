@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 # %% auto #0
-__all__ = ['atomic_write_text', 'atomic_path', 'sha256_file', 'hub_download_commit', 'hub_copy_version', 'code_fingerprint',
-           'compute_once', 'tex_escape', 'Table']
+__all__ = ['atomic_write_text', 'atomic_path', 'sha256_file', 'hub_download_commit', 'hub_copy_version', 'code_text',
+           'code_fingerprint', 'compute_once', 'tex_escape', 'Table']
 
 # %% ../nbs/00a_files.ipynb #f1a0c006
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -75,10 +75,21 @@ def hub_copy_version(root: Path, files: list[Path]) -> tuple[str, str]:
     for f in files: h.update(f.relative_to(root).as_posix().encode() + b"\0" + bytes.fromhex(sha256_file(f)))
     return hub_download_commit(root, files), h.hexdigest()
 
+# %% ../nbs/00a_files.ipynb #f1a0c0c2
+def code_text(source: str) -> str:
+    "The code of a Python source as text: its syntax tree's nodes and non-empty fields, blind to comments, layout and the Python version."
+    def text(node) -> str:
+        if isinstance(node, ast.AST):
+            fields = ((f, getattr(node, f, None)) for f in node._fields)
+            return f"{type(node).__name__}(" + ",".join(f"{f}={text(v)}" for f, v in fields if v is not None and v != []) + ")"
+        if isinstance(node, list): return "[" + ",".join(map(text, node)) + "]"
+        return repr(node)
+    return text(ast.parse(source))
+
 # %% ../nbs/00a_files.ipynb #f1a0c014
 def code_fingerprint(*modules) -> str:
-    "Hash of modules' code, blind to comments and layout."
-    return hashlib.sha256("".join(ast.dump(ast.parse(Path(m.__file__).read_text())) for m in modules).encode()).hexdigest()
+    "Hash of modules' code, blind to comments and layout, and the same on every Python (`code_text`)."
+    return hashlib.sha256("".join(code_text(Path(m.__file__).read_text()) for m in modules).encode()).hexdigest()
 
 # %% ../nbs/00a_files.ipynb #f1a0c017
 def compute_once(folder: str | Path, key: str, compute: Callable[[], dict], ready: Callable[[], bool] = lambda: True) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .config import Config, ConfigError, config_hash
 from .profiles import DEFAULT_PROFILE, PROFILES
-from .files import atomic_path, atomic_write_text, sha256_file
+from .files import atomic_path, atomic_write_text, code_text, sha256_file
 from .kernels import LocalKernelManager, WarmKernel, ensure_kernel
 from .run import REPO_ROOT, Run, Stage, open_run
 
@@ -84,12 +84,12 @@ def package_imports(module: str) -> list[str]:
     return sorted(seen)
 
 def _code_hash(sn: StageNotebook) -> str:
-    "The stage notebook's cells and the code of its module and of every package module it imports (comments aside)."
+    "The stage notebook's cells and the code of its module and of every package module it imports (`code_text`: comments aside, any Python)."
     h = hashlib.sha256()
     for cell in json.loads(sn.notebook.read_text())["cells"]:
         src = cell["source"]; h.update(("".join(src) if isinstance(src, list) else src).encode())
     for m in package_imports(sn.module):
-        h.update(ast.dump(ast.parse((REPO_ROOT / "universal_features" / f"{m.replace('.', '/')}.py").read_text())).encode())
+        h.update(code_text((REPO_ROOT / "universal_features" / f"{m.replace('.', '/')}.py").read_text()).encode())
     return h.hexdigest()
 
 def stage_inputs(stages: list[StageNotebook], cfg: Config, root: Path | None = None) -> dict[str, str]:
