@@ -26,14 +26,20 @@ PYVER = "%d.%d" % sys.version_info[:2]
 def canon(name: str) -> str: return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def fake_run_dir(root: Path) -> Path:
+DATA_STAGE_FILES = {"data/manifest.json": "{}\n", "data/english/train.parquet": "not really parquet\n",
+                    "tables/data_manifest.md": "| domain |\n"}   # what the data stage writes (and records)
+
+
+def fake_run_dir(root: Path, name: str = "fakerun") -> Path:
     "A run directory whose data stage finished, with later stages' files beside it (which must stay behind)."
-    rd = root / "fakerun"
-    for rel, text in {".stages/data.json": '{"key": "made-up", "inputs": "made-up"}\n',
+    import hashlib
+    rd = root / name
+    outputs = {rel: [len(text.encode()), 0, hashlib.sha256(text.encode()).hexdigest()] for rel, text in DATA_STAGE_FILES.items()}
+    for rel, text in {".stages/data.json": json.dumps({"key": "made-up", "inputs": "made-up", "outputs": outputs}),
                       ".stages/tokenizer.json": '{"key": "later"}\n',
                       "config.json": '{"profile": "smoke"}\n',
                       "results.json": json.dumps({"data": {"english": {"train_documents": 3}}, "tokenizer": {"x": 1}}),
-                      "data/manifest.json": "{}\n", "data/english/train.parquet": "not really parquet\n",
+                      **DATA_STAGE_FILES,
                       "models/base/model.safetensors": "later\n", "logs/data.log": "log\n", "tables/t.md": "t\n",
                       "notebooks/01_data.ipynb": "{}\n"}.items():
         (rd / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +107,7 @@ def test_archive_holds_head_the_data_stage_and_only_the_missing_wheel(built):
     # the run directory: its data stage, nothing of the later stages
     assert {n for n in rel if n.startswith("runs/")} == {
         "runs/fakerun/.stages/data.json", "runs/fakerun/config.json", "runs/fakerun/results.json",
-        "runs/fakerun/data/manifest.json", "runs/fakerun/data/english/train.parquet"}
+        "runs/fakerun/data/manifest.json", "runs/fakerun/data/english/train.parquet", "runs/fakerun/tables/data_manifest.md"}
     assert results == {"data": {"english": {"train_documents": 3}}}
     # the wheelhouse: one wheel, for the one package the freeze lacks; none for what the node has (papermill, torch)
     wheels = sorted(n.split("/", 1)[1] for n in rel if n.startswith("wheelhouse/") and n.endswith(".whl"))
@@ -162,3 +168,9 @@ def test_bundler_refuses_a_run_dir_the_node_could_not_skip(tmp_path):
     r = bundle_cmd("--run-dir", str(fake_run_dir(tmp_path)), "--out", str(tmp_path / "b.tar.gz"))
     assert r.returncode == 1 and "does not match HEAD" in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
     assert not list(tmp_path.glob("b.tar.gz*"))                        # nothing half-written
+    # a file the data stage wrote, rewritten since by a later stage (the tokenizer stage rewrites data_manifest.md)
+    later = fake_run_dir(tmp_path, "later")
+    (later / "tables" / "data_manifest.md").write_text("| domain | tokens |\n")
+    r = bundle_cmd("--run-dir", str(later), "--out", str(tmp_path / "b.tar.gz"), "--no-stage-check")
+    assert r.returncode == 1 and "no longer holds what its data stage wrote (tables/data_manifest.md" in r.stderr, r.stderr[-2000:]
+    assert "--only data" in r.stderr and not list(tmp_path.glob("b.tar.gz*"))
