@@ -16,10 +16,10 @@ from .files import atomic_write_text
 from .lineage import MODELS
 
 # %% auto #0
-__all__ = ['LOCATION_KEYS', 'DomainConfig', 'FilterConfig', 'DataConfig', 'TokenizerConfig', 'ModelConfig', 'TrainConfig',
-           'MergeConfig', 'SAEConfig', 'MatchingConfig', 'CaseStudyConfig', 'AutointerpConfig', 'ReportConfig',
-           'RobustnessConfig', 'ReleasedConfig', 'Config', 'ConfigError', 'to_dict', 'from_dict', 'save_config',
-           'load_config', 'config_hash']
+__all__ = ['PAPER_TOKENIZER', 'MERGEKIT_T', 'PAPER_MERGE_T', 'LOCATION_KEYS', 'DomainConfig', 'FilterConfig', 'DataConfig',
+           'TokenizerConfig', 'ModelConfig', 'TrainConfig', 'MergeConfig', 'SAEConfig', 'MatchingConfig',
+           'CaseStudyConfig', 'AutointerpConfig', 'ReportConfig', 'RobustnessConfig', 'ReleasedConfig', 'Config',
+           'ConfigError', 'to_dict', 'from_dict', 'save_config', 'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #3f1106a0
 @dataclass
@@ -59,11 +59,13 @@ class DataConfig:
     filters: FilterConfig = field(default_factory=FilterConfig)
 
 # %% ../nbs/00_config.ipynb #c0a1e008
+PAPER_TOKENIZER = "mistralai/Mistral-7B-v0.1"   # §2.1: the paper's tokenizer (32,000-piece SentencePiece BPE), a Hub id
+
 @dataclass
 class TokenizerConfig:
-    "One BPE tokenizer shared by all models (paper: Mistral-7B-v0.1's 32k SentencePiece BPE)."
+    "One BPE tokenizer shared by all models (paper: `PAPER_TOKENIZER`, 32k pieces)."
     vocab_size: int = 4096
-    pretrained: str = ""              # HF id to load instead of training (paper: mistralai/Mistral-7B-v0.1)
+    pretrained: str = ""              # HF id to load instead of training (paper: PAPER_TOKENIZER)
     sample_mb_per_domain: float = 2.0  # balanced training sample for BPE, per domain
     min_frequency: int = 2
     map_batch_size: int = 1000        # documents per packing batch; the remainder of each batch is dropped (paper §3.2)
@@ -107,14 +109,16 @@ class TrainConfig:
     eval_blocks: int = 0             # seeded random sample of validation blocks per domain in evaluations (0 = all; during training ≤ 256)
 
 # %% ../nbs/00_config.ipynb #c0a1e016
+MERGEKIT_T = 0.58                   # §5.1: their released merge, mergekit's t with the Lua fine-tune as base (its t = 0)
+PAPER_MERGE_T = round(1 - MERGEKIT_T, 2)   # the same point in our orientation, t = 0 the TinyStories model
+
 @dataclass
 class MergeConfig:
     """SLERP merge of the two fine-tunes (paper_notes §5). t = 0 is the TinyStories model, t = 1 the Lua model.
     LuaStories is the merge at `t`; LuaStories (t*) the same merge at the sweep's accuracy crossing t*."""
     method: str = "slerp"
-    # the authors' point, fixed in advance: mergekit t = 0.58 with the Lua fine-tune as base (paper_notes §5.1), and
-    # mergekit's t = 0 is its base (ecosystem_notes §3.1), so 1 − 0.58 = 0.42 from TinyStories here. None: t*
-    t: float | None = 0.42
+    # the authors' point, fixed in advance (PAPER_MERGE_T: mergekit's t = 0 is its base, ecosystem_notes §3.1). None: t*
+    t: float | None = PAPER_MERGE_T
     sweep_step: float = 0.05
     lerp_step: float = 0.1           # coarser grid for the LERP comparison curve
     sweep_eval_blocks: int = 256     # seeded random sample of validation blocks per domain at each t (0 = all)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from .config import Config, DomainConfig, FilterConfig
+from .config import PAPER_TOKENIZER, Config, DomainConfig, FilterConfig
 from .files import atomic_path, atomic_write_text, sha256_file
 from .lineage import CODE_DOMAINS, DOMAINS
 from .run import Run, Stage, md_table, read_table
@@ -315,7 +315,7 @@ def provenance_rows(manifest: dict, cfg: Config) -> list[dict]:
 
 # %% ../nbs/01_data.ipynb #d6a0c002
 # The paper's tokenizer as a package ships it: the same bytes as the Hub's mistralai/Mistral-7B-v0.1/tokenizer.model
-PACKAGED_TOKENIZERS = {"mistralai/Mistral-7B-v0.1": PackagedFile(
+PACKAGED_TOKENIZERS = {PAPER_TOKENIZER: PackagedFile(
     "mistral-common", "1.13.1", "mistral_common/data/tokenizer.model.v1",
     "dadfd56d766715c61d2ef780a525ab43b8e6da4de6865bda3d95fdef5e134055", 493_443)}
 TOKENIZER_MODEL = "tokenizer/tokenizer.model"   # where this stage leaves it, under the run's data/

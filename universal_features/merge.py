@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .config import PAPER_MERGE_T
 from .design import _crossing_where
 from .lineage import CROSSING_MERGE, LINEAGE, MERGE_ENDPOINTS, MERGED, display_name
 from .model import LanguageModel
@@ -23,9 +24,9 @@ from .run import Stage, read_table
 from .train import evaluate
 
 # %% auto #0
-__all__ = ['STAGE', 'MERGE_METHODS', 'PAPER_SWEEP', 'PAPER_MERGE_T', 'merge_sentence', 'released_merge_sentence',
-           'report_section', 'headline', 'slerp_tensor', 'slerp', 'lerp', 'merged_model', 'sweep', 'crossing_point',
-           'normalised_crossing', 'merge_points', 'plot_sweep', 'rows_to_csv']
+__all__ = ['STAGE', 'MERGE_METHODS', 'PAPER_SWEEP', 'merge_sentence', 'released_merge_sentence', 'report_section', 'headline',
+           'slerp_tensor', 'slerp', 'lerp', 'merged_model', 'sweep', 'crossing_point', 'normalised_crossing',
+           'merge_points', 'plot_sweep', 'rows_to_csv']
 
 # %% ../nbs/04_merge.ipynb #ac0c0033
 def merge_sentence(mg: dict) -> str:
@@ -152,7 +153,6 @@ PAPER_SWEEP = [(0.00, .5196, .1761), (.05, .5167, .1902), (.10, .5114, .2071), (
                (.50, .4108, .3549), (.55, .3927, .3770), (.60, .3753, .3984), (.65, .3587, .4182), (.70, .3427, .4361),
                (.75, .3268, .4522), (.80, .3110, .4668), (.85, .2951, .4779), (.90, .2793, .4861), (.95, .2632, .4915),
                (1.00, .2467, .4941)]
-PAPER_MERGE_T = round(1 - 0.58, 2)   # their released merge (mergekit t = 0.58 from Lua, §5.1) in our orientation
 
 # %% ../nbs/04_merge.ipynb #d4a0c0n1
 def normalised_crossing(ts: list[float], y0: list[float], y1: list[float]) -> float | None:

@@ -5,7 +5,8 @@
 # %% ../nbs/00_profiles.ipynb #p0a0c003
 from __future__ import annotations
 
-from .config import (AutointerpConfig, CaseStudyConfig, Config, ConfigError, DataConfig, DomainConfig,
+from .config import (PAPER_MERGE_T, PAPER_TOKENIZER, AutointerpConfig, CaseStudyConfig, Config, ConfigError,
+                                       DataConfig, DomainConfig,
                                        MatchingConfig, MergeConfig, ModelConfig, ReleasedConfig, ReportConfig, RobustnessConfig, SAEConfig,
                                        TokenizerConfig, TrainConfig)
 from .config_rules import apply_overrides, validate
@@ -101,7 +102,7 @@ def gpu_profile() -> Config:
         # §2.1: Mistral-7B-v0.1's tokenizer, offline: the data stage copies its model file from the PyPI package mistral-common
         # (nbs/01c_tokenizer.ipynb). With it the model has the paper's 35,128,832 parameters. The 8,192-token BPE of our own
         # that this profile trained before: --set tokenizer.pretrained= --set tokenizer.vocab_size=8192 (10 MB per domain)
-        tokenizer=TokenizerConfig(vocab_size=32000, pretrained="mistralai/Mistral-7B-v0.1", sample_mb_per_domain=10.0),
+        tokenizer=TokenizerConfig(vocab_size=32000, pretrained=PAPER_TOKENIZER, sample_mb_per_domain=10.0),
         model=ModelConfig(d_model=512, n_heads=16, n_kv_heads=8, d_mlp=1024, context_length=256),
         train=TrainConfig(lr=6e-4, weight_decay=0.1, warmup_steps=100, epochs=1.0, batch_size=64,
                           checkpoint_every=1000, eval_every=500, log_every=20),
@@ -147,7 +148,7 @@ def paper_profile() -> Config:
         profile="paper",
         data=DataConfig(hub="require", **doms),
         # §2.1: Mistral-7B-v0.1 SentencePiece BPE, 32k vocabulary, BOS per document, no EOS (§3.2)
-        tokenizer=TokenizerConfig(vocab_size=32000, pretrained="mistralai/Mistral-7B-v0.1"),
+        tokenizer=TokenizerConfig(vocab_size=32000, pretrained=PAPER_TOKENIZER),
         # §2.1: 1 layer, d 512, 16 heads / 8 KV heads, d_mlp 1024, RoPE 1e4, RMSNorm 1e-6, untied; §3.2: blocks of 256
         model=ModelConfig(d_model=512, n_heads=16, n_kv_heads=8, d_mlp=1024, context_length=256),
         # §4: base AdamW lr 6e-4 cosine, no warmup, wd 0.1, 3 epochs, batch 64 x 256, grad clip 1.0, seed 42, fp32
@@ -157,7 +158,7 @@ def paper_profile() -> Config:
         finetune=TrainConfig(lr=2e-5, weight_decay=0.01, warmup_steps=500, epochs=1.0, batch_size=64,
                              precision="fp32", checkpoint_every=5000, eval_every=5000, log_every=1),
         # §5.1/§13 D1: the released merge is mergekit t = 0.58 with Lua-FT as base, i.e. 0.42 in our orientation
-        merge=MergeConfig(t=0.42),
+        merge=MergeConfig(t=PAPER_MERGE_T),
         # §6.1: 16x (16384 latents), blocks of 24, batch 128 blocks, Adam lr 1e-4 β2 0.9999, constant LR,
         # l1 3e-4 (TinyStories 3e-3) at HEAD, seed 1337
         sae=SAEConfig(expansion_factor=16, block_size=24, batch_size_tokens=128 * 24, lr=1e-4,
@@ -178,9 +179,9 @@ def released_profile() -> Config:
     cfg = gpu_profile()
     cfg.profile, cfg.data.hub = "released", "auto"
     # §2.1: their tokenizer and shapes (d 512, 16/8 heads, d_mlp 1024, vocab 32000); blocks of 256 for evaluation
-    cfg.tokenizer = TokenizerConfig(vocab_size=32000, pretrained="mistralai/Mistral-7B-v0.1", sample_mb_per_domain=0.1)
+    cfg.tokenizer = TokenizerConfig(vocab_size=32000, pretrained=PAPER_TOKENIZER, sample_mb_per_domain=0.1)
     cfg.released = ReleasedConfig(**RELEASED_MODELS)
-    cfg.merge = MergeConfig(t=0.42)   # §5.1/§13 D1: mergekit t = 0.58 with Lua as base
+    cfg.merge = MergeConfig(t=PAPER_MERGE_T)   # §5.1/§13 D1: mergekit t = 0.58 with Lua as base
     return cfg
 
 # %% ../nbs/00_profiles.ipynb #c0a1e048

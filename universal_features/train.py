@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .config import Config, TrainConfig, config_hash, load_config
+from .config import PAPER_TOKENIZER, Config, TrainConfig, config_hash, load_config
 from .config_rules import apply_overrides
 from .files import Table, atomic_path, atomic_write_text, code_fingerprint, compute_once
 from .lineage import DOMAINS, OWN_DOMAINS, TRAINED
@@ -30,9 +30,9 @@ from .model import LanguageModel, load_model, next_token_loss, save_model
 from .run import OPTIMIZER_PRELOAD, Run, Stage, default_device, read_table
 
 # %% auto #0
-__all__ = ['STAGE', 'PAPER_LM', 'PAPER_TOKENIZER', 'report_section', 'headline', 'lr_factor', 'param_groups', 'batch_indices',
-           'total_steps', 'save_train_state', 'load_train_state', 'evaluate', 'bigram_baseline', 'train_lm',
-           'model_key', 'train_model', 'main', 'evaluation_table', 'lm_table']
+__all__ = ['STAGE', 'PAPER_LM', 'report_section', 'headline', 'lr_factor', 'param_groups', 'batch_indices', 'total_steps',
+           'save_train_state', 'load_train_state', 'evaluate', 'bigram_baseline', 'train_lm', 'model_key',
+           'train_model', 'main', 'evaluation_table', 'lm_table']
 
 # %% ../nbs/03_train.ipynb #7b25ef7d
 def report_section(results: dict, tables: Path, fig) -> list[str]:
@@ -273,7 +273,6 @@ def main(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/03_train.ipynb #056a2b81
 PAPER_LM = {"base": (3.1027, 0.4190), "tinystories": (2.0442, 0.5196), "lua": (2.4518, 0.4941)}  # HF cards, own domain
-PAPER_TOKENIZER = "mistralai/Mistral-7B-v0.1"   # the tokens that the paper's losses count
 
 # %% ../nbs/03_train.ipynb #c3a0c102
 def evaluation_table(run: Run, models: dict[str, LanguageModel], device=None) -> list[dict]:
