@@ -962,6 +962,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'universal_features/tokenizer.py'),
                                               'universal_features.tokenizer.balanced_sample': ( 'tokenizer.html#balanced_sample',
                                                                                                 'universal_features/tokenizer.py'),
+                                              'universal_features.tokenizer.blocks_dataset': ( 'tokenizer.html#blocks_dataset',
+                                                                                               'universal_features/tokenizer.py'),
                                               'universal_features.tokenizer.bos_id': ( 'tokenizer.html#bos_id',
                                                                                        'universal_features/tokenizer.py'),
                                               'universal_features.tokenizer.build_tokenizer_and_blocks': ( 'tokenizer.html#build_tokenizer_and_blocks',

@@ -31,8 +31,8 @@ from .sources import PackagedFile, cache_dir, check_pinned
 __all__ = ['STAGE', 'SPECIAL_TOKENS', 'SP_NORMAL', 'SP_UNKNOWN', 'SP_CONTROL', 'SP_BYTE', 'report_section', 'headline',
            'balanced_sample', 'train_tokenizer', 'proto_fields', 'read_sentencepiece', 'sentencepiece_to_fast',
            'load_pretrained_tokenizer', 'pretrained_tokenizer', 'bos_id', 'load_tokenizer', 'pack_blocks',
-           'tokenize_split', 'flat_ids', 'pack_batches', 'pack_dataset', 'packed_path', 'load_blocks', 'token_strings',
-           'mixture_plan', 'mixture_blocks', 'load_mixture', 'build_tokenizer_and_blocks']
+           'tokenize_split', 'flat_ids', 'pack_batches', 'blocks_dataset', 'pack_dataset', 'packed_path', 'load_blocks',
+           'token_strings', 'mixture_plan', 'mixture_blocks', 'load_mixture', 'build_tokenizer_and_blocks']
 
 # %% ../nbs/01c_tokenizer.ipynb #67dd8ae6
 def report_section(results: dict, tables: Path, fig) -> list[str]:
@@ -196,9 +196,9 @@ def load_tokenizer(run_root: str | Path):
     return Tokenizer.from_file(str(Path(run_root) / "tokenizer" / "tokenizer.json"))
 
 # %% ../nbs/01c_tokenizer.ipynb #3b99aa9f
-def pack_blocks(id_lists: list[list[int]], block_size: int) -> np.ndarray:
-    "Concatenate token id lists and cut them into [n, block_size] blocks, dropping the remainder."
-    flat = np.fromiter((i for ids in id_lists for i in ids), dtype=np.int32)
+def pack_blocks(id_lists: list, block_size: int) -> np.ndarray:
+    "Concatenate token id lists (or arrays) and cut them into [n, block_size] blocks, dropping the remainder."
+    flat = np.concatenate([np.asarray(ids, dtype=np.int32) for ids in id_lists]) if len(id_lists) else np.zeros(0, np.int32)
     n = len(flat) // block_size
     return flat[: n * block_size].reshape(n, block_size)
 
@@ -221,18 +221,20 @@ def flat_ids(tokenized) -> tuple[np.ndarray, np.ndarray]:
 # %% ../nbs/01c_tokenizer.ipynb #faebd3cf
 def pack_batches(flat: np.ndarray, offsets: np.ndarray, block_size: int, batch_size: int) -> np.ndarray:
     "`pack_blocks` on each batch of `batch_size` documents (given as one flat id array and its document offsets), stacked."
-    ends = offsets[np.r_[np.arange(batch_size, len(offsets) - 1, batch_size), len(offsets) - 1]]
-    starts = offsets[np.arange(0, len(offsets) - 1, batch_size)]
-    keep = [flat[s:s + (e - s) // block_size * block_size] for s, e in zip(starts, ends)]
-    return (np.concatenate(keep) if keep else np.zeros(0, np.int32)).reshape(-1, block_size)
+    bounds = offsets[np.r_[np.arange(0, len(offsets) - 1, batch_size), len(offsets) - 1]]   # each batch's first token, then the end
+    return np.concatenate([pack_blocks([flat[s:e]], block_size) for s, e in zip(bounds[:-1], bounds[1:])]
+                          or [np.zeros((0, block_size), np.int32)])
 
 # %% ../nbs/01c_tokenizer.ipynb #t0b1e012
-def pack_dataset(tokenized, block_size: int, batch_size: int = 1000):
-    "Blocks of `block_size` tokens (column `input_ids`, list<int32>), packed per batch of `batch_size` documents."
+def blocks_dataset(blocks: np.ndarray):
+    "A `datasets.Dataset` of [n, block_size] blocks (column `input_ids`, list<int32>), built from the array, not from Python lists."
     import datasets, pyarrow as pa
-    blocks = pack_batches(*flat_ids(tokenized), block_size, batch_size)
-    rows = pa.ListArray.from_arrays(pa.array(np.arange(0, blocks.size + 1, block_size, dtype=np.int32)), pa.array(blocks.reshape(-1)))
+    rows = pa.ListArray.from_arrays(pa.array(np.arange(0, blocks.size + 1, blocks.shape[1], dtype=np.int32)), pa.array(blocks.reshape(-1)))
     return datasets.Dataset(pa.table({"input_ids": rows}))
+
+def pack_dataset(tokenized, block_size: int, batch_size: int = 1000):
+    "Blocks of `block_size` tokens of a tokenized split, packed per batch of `batch_size` documents."
+    return blocks_dataset(pack_batches(*flat_ids(tokenized), block_size, batch_size))
 
 # %% ../nbs/01c_tokenizer.ipynb #t0b1e014
 def packed_path(run_root: str | Path, domain: str, split: str, block_size: int) -> Path:
@@ -313,12 +315,12 @@ def build_tokenizer_and_blocks(run: Run) -> dict:
     for d in tqdm(DOMAINS, desc="tokenize and pack", unit="domain"):
         for s in ("train", "validation"):
             t = tokenize_split(tok, docs[d][s], tc.map_batch_size)
+            flat, offsets = flat_ids(t)
             per_spec = defaultdict(int)
-            for spec, n in zip(t["spec"], np.diff(flat_ids(t)[1]).tolist()): per_spec[spec] += n
+            for spec, n in zip(t["spec"], np.diff(offsets).tolist()): per_spec[spec] += n
             tokens[d][s] = dict(per_spec)
-            t = t.remove_columns(["spec"])
             for bs in blocks_sizes:
-                packed = pack_dataset(t, bs, tc.map_batch_size)
+                packed = blocks_dataset(pack_batches(flat, offsets, bs, tc.map_batch_size))
                 _save_dataset(packed, packed_path(run.root, d, s, bs))
                 counts[f"{d}-{bs}"][s] = len(packed)
     mixtures = {}
