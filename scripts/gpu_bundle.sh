@@ -97,20 +97,15 @@ cp -RLp "$RUN_DIR/data" "$R/data"
 cp -Lp "$RUN_DIR/config.json" "$R/config.json"
 cp -Lp "$RUN_DIR/.stages/data.json" "$R/.stages/data.json"
 # every other file the data stage recorded (its tables), with the bytes it recorded: the node's runner checks them
-"$PY" - "$RUN_DIR" "$R" "$PROFILE" <<'PY' || exit 1
-import hashlib, json, shutil, sys
+if ! (cd "$B" && PYTHONPATH="$B" PYTHONDONTWRITEBYTECODE=1 "$PY" - "$RUN_DIR" "$R" "$PROFILE" <<'PY'
+import json, shutil, sys
 from pathlib import Path
+from universal_features.reproduce import damaged_outputs   # the runner's own check, as the node will run it
 src, dst, profile = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 outputs = json.loads((src / ".stages" / "data.json").read_text()).get("outputs") or {}
-def sha(p):
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
-    return h.hexdigest()
-bad = [rel for rel, (size, _, digest) in sorted(outputs.items())
-       if not (src / rel).is_file() or (src / rel).stat().st_size != size or sha(src / rel) != digest]
+bad = damaged_outputs(src, outputs)
 if bad:
-    sys.exit(f"gpu_bundle: {src} no longer holds what its data stage wrote ({', '.join(bad[:3])}"
+    sys.exit(f"gpu_bundle: {src} no longer holds what its data stage wrote ({'; '.join(bad[:3])}"
              f"{' and more' if len(bad) > 3 else ''}: a later stage rewrote it, or it was edited), so the node would run the "
              f"data stage again, which needs the internet. Make a run directory of the data stage alone here: "
              f"`uf-reproduce --profile {profile} --only data --run-dir runs/{profile}-data`, and bundle that")
@@ -118,6 +113,7 @@ for rel in outputs:
     if not (dst / rel).exists():
         (dst / rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src / rel, dst / rel)
 PY
+); then exit 1; fi
 if [ -f "$RUN_DIR/results.json" ]; then   # the data stage's own headline numbers, not the later stages'
   "$PY" - "$RUN_DIR/results.json" "$R/results.json" <<'PY'
 import json, sys
