@@ -1,8 +1,17 @@
+import json
+import random
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from universal_features.config import Config
+from universal_features.data import PACKAGED_TOKENIZERS, TOKENIZER_MODEL, stage_tokenizer_model
 from universal_features.lineage import LM_MIXTURES, SAE_MIXTURES
-from universal_features.tokenizer import balanced_sample, bos_id, mixture_plan, pack_blocks, train_tokenizer
+from universal_features.profiles import get_config
+from universal_features.sources import DataError, cache_dir, packaged_file, read_deb_lua, read_stdlib
+from universal_features.tokenizer import (balanced_sample, bos_id, mixture_plan, pack_blocks, pretrained_tokenizer,
+                                          sentencepiece_to_fast, token_strings, train_tokenizer)
 
 SAMPLES = [
     "def f(x):\n\treturn {'a': x ** 2}  # comment\n",
@@ -52,16 +61,6 @@ def test_mixtures_follow_the_paper():
 
 # Mistral-7B-v0.1's tokenizer, the paper's (nbs/01c_tokenizer.ipynb): the file mistral-common ships, converted by us,
 # against sentencepiece itself on real code and prose.
-import json
-import os
-import random
-from pathlib import Path
-
-from universal_features.config import Config, DataConfig
-from universal_features.data import PACKAGED_TOKENIZERS, TOKENIZER_MODEL, stage_tokenizer_model
-from universal_features.profiles import get_config
-from universal_features.sources import DataError, cache_dir, packaged_file, read_deb_lua, read_stdlib
-from universal_features.tokenizer import pretrained_tokenizer, sentencepiece_to_fast, token_strings
 
 MISTRAL_ID = "mistralai/Mistral-7B-v0.1"
 MISTRAL = PACKAGED_TOKENIZERS[MISTRAL_ID]

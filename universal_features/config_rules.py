@@ -11,7 +11,7 @@ import json
 import re
 import types
 import typing
-from typing import Any
+from typing import Any, Callable
 
 from .config import Config, ConfigError, ReleasedConfig, from_dict, to_dict
 from .lineage import DOMAINS, MODELS

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .activations import ActivationStore, Partners, encode_chunk, sparse_rows
 from .autoencoder import SparseAutoencoder
-from .design import _crossing_where, _pct, plot_flow
+from .design import _crossing_where, _pct
 from .correlation import (CorrelationAccumulator, Matches, ScoreSummary, candidate_assignment,
                                             decoder_cosine, hungarian_match, sparse_transpose, summarise_scores)
 from .files import Table

@@ -7,7 +7,6 @@ minimum-support rule, on any dataset of the evaluation set."""
 # %% ../nbs/05f_method_a.ipynb #42638781
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -176,7 +175,7 @@ def shared_set_matches(pooled: PooledStats, pairs: list[tuple[str, str]], min_st
 
 # %% ../nbs/05f_method_a.ipynb #55128e5f
 def _persist(m: Matches, alive: np.ndarray, tau: float) -> np.ndarray: return (m.parent_score >= tau) & alive
-def _share(m: Matches, alive: np.ndarray, tau: float) -> float: return float(_persist(m, alive, tau).sum() / max(alive.sum(), 1))
+def _share(persist: np.ndarray, alive: np.ndarray) -> float: return float(persist.sum() / max(alive.sum(), 1))
 
 def method_a_rows(pooled: PooledStats, configs: list[dict], nulls: list[tuple[str, str]], tau: float, min_strings: int,
                   max_corr: dict, alive_shared: dict[str, np.ndarray], device="cpu", cache: dict | None = None) -> list[dict]:
@@ -194,8 +193,8 @@ def method_a_rows(pooled: PooledStats, configs: list[dict], nulls: list[tuple[st
         alive = pooled.alive(p, da)
         for rule in RULES:
             persist = _persist(matches(p, ch, da, db)[rule], alive, tau)
-            share = _share(matches(p, ch, da, db)[rule], alive, tau)
-            null = [_share(matches(a, b, da, db)[rule], pooled.alive(a, da), tau) for a, b in null_pairs]
+            share = _share(persist, alive)
+            null = [_share(_persist(matches(a, b, da, db)[rule], pooled.alive(a, da), tau), pooled.alive(a, da)) for a, b in null_pairs]
             mean, lo, hi = (float(np.mean(null)), min(null), max(null)) if null else (float("nan"),) * 3
             union = (persist | primary).sum()
             rows.append({**c, "rule": rule, "min_strings": 2 if rule == RULES[0] else min_strings, "alive": int(alive.sum()),

@@ -7,7 +7,6 @@ trained here, and their merge checked against our SLERP."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 

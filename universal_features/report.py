@@ -13,13 +13,13 @@ from .design import _pct
 from .lineage import (CROSSING_MERGE, EDGES, LINEAGE, MERGED, MODELS, NULL_PAIRS, OWN_DOMAINS, ROOT, TRANSITIONS,
                                         VARIANTS, display_name)
 from .merge import PAPER_SWEEP, crossing_point
-from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, MIXED, few_persist_verdict, transition_kind, transition_verdict
+from .robustness import FAILS, FINE_TUNING, HOLDS, INCONCLUSIVE, MERGING, METHODS, few_persist_verdict, transition_kind, transition_verdict
 from .run import Stage, corpora_are_papers, md_table
 
 # %% auto #0
-__all__ = ['STAGE', 'RAW_BOUND', 'CLAIMS', 'METHOD_A_RULES', 'SECTIONS', 'headline', 'toy_results', 'claim_few_persist',
-           'claim_generic', 'claim_assignment', 'claim_exception', 'claim_crossing', 'claim_verdicts',
-           'method_a_effect', 'models_sentence', 'build_report']
+__all__ = ['STAGE', 'RAW_BOUND', 'FEW_PERSIST', 'CLAIMS', 'METHOD_A_RULES', 'SECTIONS', 'headline', 'toy_results',
+           'claim_few_persist', 'claim_generic', 'claim_assignment', 'claim_exception', 'claim_crossing',
+           'claim_verdicts', 'method_a_effect', 'models_sentence', 'build_report']
 
 # %% ../nbs/11_report.ipynb #c539b6e4
 def headline(results: dict) -> str:
@@ -181,9 +181,9 @@ def claim_crossing(mg: dict, tol: float = 0.1) -> dict:
     return {"claim": f"The SLERP accuracy curves cross near t ≈ {paper_t:.2f}", "evidence": ev, "verdict": verdict}
 
 # %% ../nbs/11_report.ipynb #ac0c0025
+FEW_PERSIST = {"few_fine_tuning": FINE_TUNING, "few_merging": MERGING}   # the two few-persist claims, by the kind each judges
 CLAIMS = {   # the paper's claims, in the report's order: each judged from the results of a run
-    "few_fine_tuning": lambda r: claim_few_persist(r["robustness"], r["matching"], FINE_TUNING),
-    "few_merging": lambda r: claim_few_persist(r["robustness"], r["matching"], MERGING),
+    **{key: (lambda r, kind=kind: claim_few_persist(r["robustness"], r["matching"], kind)) for key, kind in FEW_PERSIST.items()},
     "generic": lambda r: claim_generic(r["case_studies"]),
     "assignment": lambda r: claim_assignment(r["case_studies"]),
     "exception": lambda r: claim_exception(r["case_studies"]),
@@ -215,8 +215,8 @@ def method_a_effect(results: dict, scores: dict) -> list[dict]:
     for key, claim in zip(CLAIMS, claims):
         by = {}
         for rule, label in METHOD_A_RULES:
-            if key in ("few_fine_tuning", "few_merging"):
-                kind = FINE_TUNING if key == "few_fine_tuning" else MERGING
+            if key in FEW_PERSIST:
+                kind = FEW_PERSIST[key]
                 by |= {f"{label}, our set": _few_under(rb, mt, kind, rule, False),
                        f"{label}, the authors' datasets": _few_under(rb, mt, kind, rule, True)}
             elif key == "assignment":
