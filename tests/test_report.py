@@ -7,6 +7,7 @@ import pytest
 from universal_features import report as rp
 from universal_features.profiles import get_config
 from universal_features.reproduce import discover_stages
+from universal_features.robustness import MIXED
 from universal_features.files import Table
 from universal_features.merge import PAPER_SWEEP, crossing_point
 
@@ -99,7 +100,7 @@ def test_report_of_the_smoke_run(smoke_run):
     text = (smoke_run / "tables" / "REPRODUCTION.md").read_text()
     res = json.loads((smoke_run / "results.json").read_text())
     claims = res["report"]["claims"]
-    assert len(claims) == 6 and all(c["verdict"] in (rp.HOLDS, rp.FAILS, rp.INCONCLUSIVE, rp.MIXED) for c in claims)
+    assert len(claims) == 6 and all(c["verdict"] in (rp.HOLDS, rp.FAILS, rp.INCONCLUSIVE, MIXED) for c in claims)
     assert claims == rp.claim_verdicts(res)
     for c in claims: assert c["verdict"] in text and c["claim"] in text
     assert "stand-in" in text and "OFFLINE PROXY" in text
